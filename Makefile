@@ -1,0 +1,42 @@
+# One command each: `make run` (chat in the browser) and `make test`. Both install first when needed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install index run test test-fast bench eval screenshot browser clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+index: install
+	$(PY) -m assistant build
+
+run: install
+	$(PY) app.py
+
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: install browser
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow and not browser"
+
+eval: install
+	$(PY) -m assistant eval $(or $(FILE),tests/heldout.jsonl)
+
+bench: install
+	$(PY) bench/run.py
+
+screenshot: install browser
+	$(PY) -m pytest -q tests/test_browser.py -k screenshot --screenshot-out docs/screenshot.png
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,112 @@
+"""Command line: ``python -m assistant build | ask | eval | serve``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--index", type=Path, help="index folder (default: index)")
+    common.add_argument("--model", help="sentence-transformers id or path (default: the bundled e5)")
+    parser = argparse.ArgumentParser(prog="python -m assistant", description="Cited answers from meeting texts.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    build = sub.add_parser("build", parents=[common], help="index the source texts (incremental)")
+    build.add_argument("--sources", type=Path, help="folder of texts (default: source_texts)")
+    build.add_argument("--full", action="store_true", help="re-read and re-embed everything")
+    build.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
+    ask = sub.add_parser("ask", parents=[common], help="answer one question")
+    ask.add_argument("question")
+    ask.add_argument("-k", type=int, default=5, help="at most this many extracts (default 5)")
+    ask.add_argument("--json", action="store_true")
+
+    ev = sub.add_parser("eval", parents=[common], help="hit@k, MRR and declines on a question file")
+    ev.add_argument("file", type=Path)
+    ev.add_argument("--json", action="store_true")
+
+    serve = sub.add_parser("serve", parents=[common], help="start the chat in the browser")
+    serve.add_argument("--sources", type=Path)
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 7860)")
+    serve.add_argument("--auth", help="user:password required to open the page")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings.from_env(
+        index=args.index,
+        model=args.model,
+        sources=getattr(args, "sources", None),
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+    )
+    from .embedding import ModelError
+    from .store import StoreError
+
+    try:
+        return COMMANDS[args.command](args, settings)
+    except (StoreError, ModelError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the previous index is unchanged.", file=sys.stderr)
+        return 130
+
+
+def _build(args: argparse.Namespace, settings: Settings) -> int:
+    from .indexing import build_index
+
+    report = build_index(settings, full=args.full)
+    print(json.dumps(report.to_json(), ensure_ascii=False) if args.json else report.summary())
+    return 0
+
+
+def _ask(args: argparse.Namespace, settings: Settings) -> int:
+    from .answer import answer, render_text
+    from .retrieval import Retriever
+
+    retriever = Retriever.load(settings.index, model=args.model, settings=settings)
+    result = answer(args.question, retriever, k=args.k, max_chars=settings.max_question_chars)
+    if args.json:
+        hits = [
+            {"text": h.text, "source": h.source, "start_line": h.start_line, "end_line": h.end_line, "score": round(h.score, 4)}
+            for h in result.hits
+        ]
+        print(json.dumps({"found": result.found, "hits": hits, "markdown": result.markdown}, ensure_ascii=False))
+    else:
+        print(render_text(result))
+    return 0
+
+
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    from .evaluation import evaluate, format_report, load_questions
+    from .retrieval import Retriever
+
+    retriever = Retriever.load(settings.index, model=args.model, settings=settings)
+    report = evaluate(retriever, load_questions(args.file))
+    print(json.dumps(report.to_json(), ensure_ascii=False, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from .ui import serve
+
+    auth = tuple(args.auth.split(":", 1)) if args.auth else None
+    serve(settings, auth=auth)  # type: ignore[arg-type]
+    return 0
+
+
+COMMANDS = {"build": _build, "ask": _ask, "eval": _eval, "serve": _serve}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Build the index from the source folder, re-embedding only what changed.
+
+Files are matched by content hash: an unchanged file keeps its chunks and
+vectors from the current index without being read again; a changed file is
+re-chunked and only chunks whose embedded text is new are embedded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .chunking import Chunk, chunk_document
+from .embedding import Embedder
+from .lexical import LexicalIndex
+from .settings import Settings
+from .sources import Skipped, SourceError, read_document, scan_sources
+from .store import Manifest, StoreError, StoredIndex, build_lock, load_index, read_manifest, save_index
+
+CHUNKER_VERSION = 1
+EMBED_BATCH = 256
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class BuildReport:
+    files_added: int = 0
+    files_changed: int = 0
+    files_removed: int = 0
+    files_unchanged: int = 0
+    files_skipped: int = 0
+    chunks_embedded: int = 0
+    chunks_total: int = 0
+    seconds: float = 0.0
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data["seconds"] = round(self.seconds, 2)
+        data["skipped"] = [asdict(s) for s in self.skipped]
+        return data
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.files_added} added, {self.files_changed} changed, {self.files_removed} removed, "
+            f"{self.files_unchanged} unchanged, {self.files_skipped} skipped files; "
+            f"{self.chunks_embedded} of {self.chunks_total} passages embedded in {self.seconds:.1f} s."
+        ]
+        lines += [f"  skipped {s.source}: {s.reason}" for s in self.skipped]
+        return "\n".join(lines)
+
+
+def chunker_settings(settings: Settings) -> dict[str, object]:
+    return {"version": CHUNKER_VERSION, "max_chars": settings.max_chunk_chars}
+
+
+def index_status(settings: Settings) -> str | None:
+    """Why the index needs a (re)build, or None when it is current with sources and model."""
+    try:
+        manifest = read_manifest(settings.index)
+    except StoreError as exc:
+        return str(exc)
+    if manifest.model != settings.model:
+        return f"the index was built with {manifest.model}, the setting is {settings.model}"
+    if manifest.chunker != chunker_settings(settings):
+        return "the chunker settings changed"
+    files, _ = scan_sources(settings.sources, int(settings.max_file_mb * 1e6))
+    current = {f.source: f.sha256 for f in files}
+    indexed = {s: str(meta["sha256"]) for s, meta in manifest.sources.items()}
+    if current != indexed:
+        return "the source texts changed"
+    return None
+
+
+def build_index(settings: Settings, full: bool = False, progress: Progress | None = None) -> BuildReport:
+    """Scan, diff, chunk, embed what is new, and save a new generation atomically."""
+    started = time.perf_counter()
+    notify = progress or _ConsoleProgress()
+    with build_lock(settings.index, on_wait=lambda who: notify(f"waiting for the build lock ({who})", 0, 0)):
+        embedder = Embedder(settings)
+        previous = None if full else _reusable(settings, embedder)
+        files, skipped = scan_sources(settings.sources, int(settings.max_file_mb * 1e6))
+        report = BuildReport(skipped=list(skipped))
+        old_sources = previous.manifest.sources if previous else {}
+        chunks: list[Chunk] = []
+        sources: dict[str, dict[str, object]] = {}
+        for n, file in enumerate(files, 1):
+            notify("reading", n, len(files))
+            old = old_sources.get(file.source)
+            if previous is not None and old is not None and old["sha256"] == file.sha256:
+                report.files_unchanged += 1
+                new_chunks = [previous.chunks[i] for i in previous.by_source.get(file.source, [])]
+            else:
+                try:
+                    doc = read_document(file)
+                except SourceError as exc:
+                    report.skipped.append(Skipped(file.source, str(exc)))
+                    continue
+                new_chunks = chunk_document(doc, settings.max_chunk_chars)
+                if old is None:
+                    report.files_added += 1
+                else:
+                    report.files_changed += 1
+            sources[file.source] = {"sha256": file.sha256, "chunks": len(new_chunks), "bytes": file.size}
+            chunks.extend(new_chunks)
+        report.files_removed = len(set(old_sources) - set(sources))
+        report.files_skipped = len(report.skipped)
+
+        vectors, report.chunks_embedded = _vectors_for(chunks, embedder, previous, notify)
+        notify("indexing words", 0, 0)
+        lexical = LexicalIndex.build([c.embed_text for c in chunks])
+        manifest = Manifest(
+            model=settings.model,
+            model_fingerprint=embedder.fingerprint,
+            dim=embedder.dim,
+            chunker=chunker_settings(settings),
+            sources=sources,
+            built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        )
+        save_index(settings.index, manifest, chunks, vectors, lexical)
+    report.chunks_total = len(chunks)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _reusable(settings: Settings, embedder: Embedder) -> StoredIndex | None:
+    """The current index if its chunks and vectors can be reused, else None (full rebuild)."""
+    try:
+        previous = load_index(settings.index)
+    except StoreError:
+        return None
+    m = previous.manifest
+    if m.model != settings.model or m.model_fingerprint != embedder.fingerprint:
+        return None
+    if m.chunker != chunker_settings(settings):
+        return None
+    return previous
+
+
+def _text_key(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def _vectors_for(
+    chunks: list[Chunk], embedder: Embedder, previous: StoredIndex | None, notify: Progress
+) -> tuple[np.ndarray, int]:
+    """Reuse stored vectors for chunk texts seen before (the old index is the embedding cache)."""
+    cached: dict[str, int] = {}
+    if previous is not None:
+        cached = {_text_key(c.embed_text): i for i, c in enumerate(previous.chunks)}
+    vectors = np.empty((len(chunks), embedder.dim), np.float32)
+    todo: list[int] = []
+    for i, chunk in enumerate(chunks):
+        row = cached.get(_text_key(chunk.embed_text))
+        if row is None:
+            todo.append(i)
+        else:
+            vectors[i] = previous.vectors[row]  # type: ignore[union-attr]
+    for start in range(0, len(todo), EMBED_BATCH):
+        batch = todo[start : start + EMBED_BATCH]
+        notify("embedding", start, len(todo))
+        vectors[batch] = embedder.embed_passages([chunks[i].embed_text for i in batch])
+    if todo:
+        notify("embedding", len(todo), len(todo))
+    return vectors, len(todo)
+
+
+class _ConsoleProgress:
+    """A tqdm bar per stage on stderr, so long builds show movement."""
+
+    def __init__(self) -> None:
+        self.stage = ""
+        self.bar: tqdm | None = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage:
+            if self.bar is not None:
+                self.bar.close()
+            self.stage = stage
+            self.bar = tqdm(total=total or None, desc=stage, unit="", file=sys.stderr, leave=False) if total else None
+            if not total:
+                print(f"{stage} ...", file=sys.stderr)
+        if self.bar is not None:
+            self.bar.n = done
+            self.bar.refresh()

