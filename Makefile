@@ -36,7 +36,7 @@ bench: install
 	$(PY) bench/run.py
 
 screenshot: install browser
-	$(PY) -m pytest -q tests/test_browser.py -k screenshot --screenshot-out docs/screenshot.png
+	SCREENSHOT_OUT=docs/screenshot.png $(PY) -m pytest -q tests/test_browser.py -k screenshot
 
 clean:
 	rm -rf $(VENV) .pytest_cache

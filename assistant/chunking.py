@@ -118,6 +118,7 @@ _ATTRIBUTION = re.compile(
     r"|fortsatte|avsluttet|konkluderte|advarte)\s.*?)\s*[.!]?$",
     re.DOTALL,
 )
+_PRONOUNS = {"han", "hun", "de", "hen"}
 _MAX_HEADING_CHARS = 80
 _MAX_ATTRIBUTION_CHARS = 100
 
@@ -135,7 +136,7 @@ def chunk_document(doc: Document, max_chars: int = 500) -> list[Chunk]:
     lines = doc.text.split("\n")
     units = doc.line_units or tuple(range(1, len(lines) + 1))
     chunks: list[Chunk] = []
-    heading = lead_in = previous_tail = ""
+    heading = lead_in = previous_tail = named = ""
     previous_kind = ""
     for block in _classify(_group_lines(lines)):
         if block.kind == "heading":
@@ -146,6 +147,10 @@ def chunk_document(doc: Document, max_chars: int = 500) -> list[Chunk]:
         if block.kind == "bullet" and previous_kind != "bullet":
             lead_in = previous_tail if previous_kind == "paragraph" else ""
         speaker = _speaker(texts) if block.kind == "paragraph" else ""
+        if speaker and _names_nobody(speaker):
+            speaker = named or speaker  # "fulgte han opp" continues the last named speaker
+        elif speaker:
+            named = speaker
         for (start, end), text in zip(spans, texts):
             chunks.append(
                 Chunk(
@@ -260,6 +265,12 @@ def _speaker(texts: list[str]) -> str:
     if not match or len(match.group(1)) > _MAX_ATTRIBUTION_CHARS:
         return ""
     return match.group(1)
+
+
+def _names_nobody(attribution: str) -> bool:
+    """True for "fulgte han opp": a pronoun and no capitalised name."""
+    words = attribution.split()
+    return any(w in _PRONOUNS for w in words) and not any(w[:1].isupper() for w in words)
 
 
 def _collapse(text: str) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 
 MAGIC = b"E5S1"
 QK = 32
-FORMAT_VERSION = 1  # bump when the written folder changes, so caches are rebuilt
+FORMAT_VERSION = 2  # bump when the written folder changes, so caches are rebuilt
 _Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (QK // 2,))])
 
 # Characters the engine's normalisation map treats differently from NFKC.
@@ -228,7 +228,7 @@ def write_sentence_transformer(model: PackedModel, dest: Path, dtype: str = "flo
     _write_json(
         dest / "tokenizer_config.json",
         {
-            "tokenizer_class": "XLMRobertaTokenizer",
+            "tokenizer_class": "PreTrainedTokenizerFast",
             "model_max_length": model.max_positions,
             "bos_token": names["bos"],
             "cls_token": names["bos"],

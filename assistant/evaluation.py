@@ -7,6 +7,7 @@ questions) and ``lang``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -89,13 +90,18 @@ def evaluate(retriever: Retriever, questions: Sequence[Question], modes: Sequenc
     out_scope = [q for q in questions if not q.expected]
     by_mode: dict[str, dict[str, Scores]] = {}
     misses: list[dict[str, object]] = []
-    for mode in modes:
-        ranks = {q.question: rank_of_answer(retriever.search(q.question, k=5, mode=mode, history=q.history), q.expected) for q in in_scope}
+    variants = {mode: (mode, None) for mode in modes}
+    variants["fixed"] = ("hybrid", dataclasses.replace(retriever.fusion, adaptive=False))
+    for name, (mode, fusion) in variants.items():
+        ranks = {
+            q.question: rank_of_answer(retriever.search(q.question, 5, mode, q.history, fusion), q.expected)
+            for q in in_scope
+        }
         groups = {"all": list(ranks.values())}
         for q in in_scope:
             groups.setdefault(q.lang, []).append(ranks[q.question])
-        by_mode[mode] = {name: _scores(r) for name, r in groups.items()}
-        if mode == "hybrid":
+        by_mode[name] = {lang: _scores(r) for lang, r in groups.items()}
+        if name == "hybrid":
             misses = [{"question": q, "rank": r} for q, r in ranks.items() if r != 1]
     answers_in = [answer(q.question, retriever, history=q.history) for q in in_scope]
     answers_out = [answer(q.question, retriever, history=q.history) for q in out_scope]
@@ -111,7 +117,8 @@ def evaluate(retriever: Retriever, questions: Sequence[Question], modes: Sequenc
 
 
 def format_report(report: Report) -> str:
-    lines = [f"{'mode':<8} {'lang':<4} {'n':>3} {'hit@1':>6} {'hit@3':>6} {'MRR@5':>6}"]
+    lines = ["hybrid: dense + BM25 weighted by the question's language and names/numbers; fixed: same, one weight",
+             f"{'mode':<8} {'lang':<4} {'n':>3} {'hit@1':>6} {'hit@3':>6} {'MRR@5':>6}"]
     for mode, groups in report.modes.items():
         for lang, s in groups.items():
             lines.append(f"{mode:<8} {lang:<4} {s.questions:>3} {s.hit_at_1:>6.3f} {s.hit_at_3:>6.3f} {s.mrr_at_5:>6.3f}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from importlib import resources
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from .chunking import Chunk, chunk_document
+from .chunking import Chunk, chunk_document, sentence_spans
 from .embedding import Embedder
 from .lexical import LexicalIndex
 from .settings import Settings
@@ -113,7 +114,7 @@ def build_index(settings: Settings, full: bool = False, progress: Progress | Non
         report.files_removed = len(set(old_sources) - set(sources))
         report.files_skipped = len(report.skipped)
 
-        vectors, report.chunks_embedded = _vectors_for(chunks, embedder, previous, notify)
+        arrays, report.chunks_embedded = _all_vectors(chunks, embedder, previous, notify)
         notify("indexing words", 0, 0)
         lexical = LexicalIndex.build([c.embed_text for c in chunks])
         manifest = Manifest(
@@ -124,7 +125,7 @@ def build_index(settings: Settings, full: bool = False, progress: Progress | Non
             sources=sources,
             built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         )
-        save_index(settings.index, manifest, chunks, vectors, lexical)
+        save_index(settings.index, manifest, chunks, arrays, lexical)
     report.chunks_total = len(chunks)
     report.seconds = time.perf_counter() - started
     return report
@@ -148,28 +149,76 @@ def _text_key(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
-def _vectors_for(
-    chunks: list[Chunk], embedder: Embedder, previous: StoredIndex | None, notify: Progress
+def background_texts() -> list[str]:
+    """Generic off-topic passages shipped with the package; see answer.is_answered."""
+    raw = resources.files("assistant").joinpath("data/background.txt").read_text(encoding="utf-8")
+    return [line.strip() for line in raw.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _sentence_texts(chunk: Chunk) -> list[str]:
+    """The sentences of a multi-sentence chunk; a one-sentence chunk reuses its chunk vector."""
+    spans = sentence_spans(chunk.text)
+    return [chunk.text[a:b] for a, b in spans] if len(spans) > 1 else []
+
+
+def _cache_from(previous: StoredIndex | None) -> dict[str, np.ndarray]:
+    """The current index is the embedding cache: text hash -> vector, for chunks and sentences."""
+    cache: dict[str, np.ndarray] = {}
+    if previous is None:
+        return cache
+    for i, chunk in enumerate(previous.chunks):
+        cache[_text_key(chunk.embed_text)] = previous.vectors[i]
+        first = int(previous.sentence_offsets[i])
+        for j, text in enumerate(_sentence_texts(chunk)):
+            cache[_text_key(text)] = previous.sentences[first + j]
+    for text, vector in zip(background_texts(), previous.background):
+        cache.setdefault(_text_key("background:" + text), vector)
+    return cache
+
+
+def _embed(
+    texts: list[str], embedder: Embedder, cache: dict[str, np.ndarray], notify: Progress, stage: str, key_prefix: str = ""
 ) -> tuple[np.ndarray, int]:
-    """Reuse stored vectors for chunk texts seen before (the old index is the embedding cache)."""
-    cached: dict[str, int] = {}
-    if previous is not None:
-        cached = {_text_key(c.embed_text): i for i, c in enumerate(previous.chunks)}
-    vectors = np.empty((len(chunks), embedder.dim), np.float32)
+    """Vectors for texts, embedding only those the cache has not seen; returns (vectors, embedded)."""
+    vectors = np.empty((len(texts), embedder.dim), np.float32)
     todo: list[int] = []
-    for i, chunk in enumerate(chunks):
-        row = cached.get(_text_key(chunk.embed_text))
-        if row is None:
+    for i, text in enumerate(texts):
+        hit = cache.get(_text_key(key_prefix + text))
+        if hit is None:
             todo.append(i)
         else:
-            vectors[i] = previous.vectors[row]  # type: ignore[union-attr]
+            vectors[i] = hit
     for start in range(0, len(todo), EMBED_BATCH):
         batch = todo[start : start + EMBED_BATCH]
-        notify("embedding", start, len(todo))
-        vectors[batch] = embedder.embed_passages([chunks[i].embed_text for i in batch])
+        notify(stage, start, len(todo))
+        vectors[batch] = embedder.embed_passages([texts[i] for i in batch])
     if todo:
-        notify("embedding", len(todo), len(todo))
+        notify(stage, len(todo), len(todo))
     return vectors, len(todo)
+
+
+def _all_vectors(
+    chunks: list[Chunk], embedder: Embedder, previous: StoredIndex | None, notify: Progress
+) -> tuple[dict[str, np.ndarray], int]:
+    cache = _cache_from(previous)
+    vectors, embedded = _embed([c.embed_text for c in chunks], embedder, cache, notify, "embedding passages")
+    per_chunk = [_sentence_texts(c) for c in chunks]
+    flat = [t for texts in per_chunk for t in texts]
+    sentence_vectors, _ = _embed(flat, embedder, cache, notify, "embedding sentences")
+    rows: list[np.ndarray] = []
+    offsets = np.zeros(len(chunks) + 1, np.int64)
+    cursor = 0
+    for i, texts in enumerate(per_chunk):
+        if texts:
+            rows.append(sentence_vectors[cursor : cursor + len(texts)])
+            cursor += len(texts)
+        else:
+            rows.append(vectors[i : i + 1])
+        offsets[i + 1] = offsets[i] + len(rows[-1])
+    background, _ = _embed(background_texts(), embedder, cache, notify, "embedding background", "background:")
+    sentences = np.concatenate(rows) if rows else np.zeros((0, embedder.dim), np.float32)
+    arrays = {"vectors": vectors, "sentences": sentences, "sentence_offsets": offsets, "background": background}
+    return arrays, embedded
 
 
 class _ConsoleProgress:

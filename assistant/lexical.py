@@ -17,7 +17,8 @@ import re
 import threading
 import unicodedata
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -32,29 +33,31 @@ MIN_PART = 4
 MIN_REST = 3
 LINKING = ("s", "e")
 
-# Bokmål function words.  Verbs of saying ("sa", "sier") and content-bearing
-# light verbs stay out: they are rare in questions and measured harmless.
+# Bokmål function words, plus the verbs of saying: in questions they are the
+# frame ("Hva sa KS om ...") and in passages quote attribution ("..., sa Helgesen"),
+# so matching them only pulls quotes up.
 STOP_WORDS = frozenset(
     """
-    og i jeg det at en et ett den de dem der til er som på med han ham hans hun
-    henne hennes av ikke så var meg seg men har om vi oss vår vårt våre min mitt
-    mine du deg din ditt dine dere deres dens dets sin sitt sine man ha hadde
-    hatt nå over da ved fra ut opp ned inn kan kunne skal skulle vil ville må
-    måtte bør burde hvor hva hvem hvilken hvilket hvilke hvordan hvorfor hvorvidt
-    når eller enn selv selve her alle alt all bli ble blitt blir være vært noen
-    noe noen ingen intet kun bare ja nei etter denne dette disse for mot å uten
-    samme sånn sånne slik slike mellom hver hvert hverandre hvis dersom både
-    enten verken hverken fordi før også begge siden mens samt men likevel dog
-    altså derfor dermed deretter der dit hit her hos gjennom under innen
-    innenfor utenfor blant per via rundt langs frem fram mye mer mest mange
-    flere flest litt mindre meget svært veldig ganske helt nok jo vel visst
-    kanskje gjerne aldri alltid ofte igjen enda ennå allerede fortsatt sammen
-    egen eget egne annen annet andre hele hvilke dessuten ca osv
+    og i jeg det at en et ett den de dem der til er som på med han ham hans
+    hun henne hennes av ikke så var meg seg men har om vi oss vår vårt våre
+    min mitt mine du deg din ditt dine dere deres dens dets sin sitt sine
+    man ha hadde hatt nå over da ved fra ut opp ned inn kan kunne skal
+    skulle vil ville må måtte bør burde hvor hva hvem hvilken hvilket hvilke
+    hvordan hvorfor hvorvidt når eller enn selv selve her alle alt all bli
+    ble blitt blir være vært noen noe ingen intet kun bare ja nei etter
+    denne dette disse for mot å uten samme sånn sånne slik slike mellom hver
+    hvert hverandre hvis dersom både enten verken hverken fordi før også
+    begge siden mens samt likevel dog altså derfor dermed deretter dit hit
+    hos gjennom under innen innenfor utenfor blant per via rundt langs frem
+    fram mye mer mest mange flere flest litt mindre meget svært veldig
+    ganske helt nok jo vel visst kanskje gjerne aldri alltid ofte igjen enda
+    ennå allerede fortsatt sammen egen eget egne annen annet andre hele
+    dessuten ca osv sa si sier sagt
     """.split()
 )
 
 _WORD = re.compile(r"[^\W_]+")
-_TOP = "\U0010ffff"
+_TOP = "\U0010ffff"  # sorts after every term that starts with a given prefix
 
 
 def _fold_table() -> dict[int, str | None]:
@@ -69,6 +72,7 @@ def _fold_table() -> dict[int, str | None]:
 
 
 _FOLD = _fold_table()
+_FOLDABLE = re.compile("[" + "".join(re.escape(chr(cp)) for cp in _FOLD) + "]")
 _local = threading.local()
 
 
@@ -82,7 +86,8 @@ def _stemmer() -> Stemmer.Stemmer:
 
 def normalize(text: str) -> str:
     """Fold case and foreign accents but keep æøå, which change meaning (får/far)."""
-    return unicodedata.normalize("NFKC", text).casefold().translate(_FOLD)
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return text.translate(_FOLD) if _FOLDABLE.search(text) else text
 
 
 def surface_tokens(text: str) -> list[str]:
@@ -112,10 +117,10 @@ def bm25_weights(tf: sparse.csr_matrix, k1: float, b: float) -> sparse.csc_matri
     """Precompute per-posting BM25 so a query is only a sum of column slices."""
     n_docs = tf.shape[0]
     doc_len = np.asarray(tf.sum(axis=1)).ravel()
-    avg_len = doc_len.mean() if n_docs and doc_len.mean() > 0 else 1.0
+    avg_len = float(doc_len.mean()) if n_docs else 0.0
     df = np.bincount(tf.indices, minlength=tf.shape[1])
     rows = np.repeat(np.arange(n_docs), np.diff(tf.indptr))
-    norm = k1 * (1.0 - b + b * doc_len[rows] / avg_len)
+    norm = k1 * (1.0 - b + b * doc_len[rows] / (avg_len or 1.0))
     data = idf(df, n_docs)[tf.indices] * tf.data * (k1 + 1.0) / (tf.data + norm)
     weights = sparse.csr_matrix((data.astype(np.float32), tf.indices, tf.indptr), shape=tf.shape)
     return weights.tocsc()
@@ -123,7 +128,8 @@ def bm25_weights(tf: sparse.csr_matrix, k1: float, b: float) -> sparse.csc_matri
 
 def idf(df: np.ndarray | int, n_docs: int) -> np.ndarray:
     """Lucene's BM25 idf: never negative, so very common terms still count a little."""
-    return np.log1p((n_docs - np.asarray(df, dtype=np.float64) + 0.5) / (np.asarray(df) + 0.5))
+    df = np.asarray(df, dtype=np.float64)
+    return np.log1p((n_docs - df + 0.5) / (df + 0.5))
 
 
 class LexicalIndex:
@@ -164,7 +170,7 @@ class LexicalIndex:
         term_of = {term: i for i, term in enumerate(terms)}
         surface_to_term = np.fromiter((term_of[s] for s in stems), dtype=np.int64, count=len(stems))
         counts = np.fromiter(map(len, doc_tokens), dtype=np.int64, count=len(doc_tokens))
-        flat = np.fromiter(_chain(doc_tokens), dtype=np.int64, count=int(counts.sum()))
+        flat = np.fromiter(chain.from_iterable(doc_tokens), dtype=np.int64, count=int(counts.sum()))
         rows = np.repeat(np.arange(len(texts)), counts)
         tf = sparse.csr_matrix(
             (np.ones(len(flat), dtype=np.float32), (rows, surface_to_term[flat])),
@@ -187,7 +193,9 @@ class LexicalIndex:
         """Best k passages with a positive score, best first."""
         scores = self.score_all(query)
         hits = np.flatnonzero(scores > 0)
-        if k < len(hits):
+        if k <= 0:
+            hits = hits[:0]
+        elif k < len(hits):
             hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
         order = np.lexsort((hits, -scores[hits]))
         ids = hits[order].astype(np.int64)
@@ -200,6 +208,30 @@ class LexicalIndex:
         reads an empty list as "no lexical evidence" and weights BM25 down.
         """
         return list(dict.fromkeys(part for term in analyze(query) for part in self._parts(term)))
+
+    def coverage(self, query: str) -> float:
+        """Idf-weighted share of the question's words that the texts contain.
+
+        A word found only inside compounds counts half. A question about a
+        topic the texts never mention ("bompenger") scores low even when its
+        frame words ("KS", "kommune") are everywhere.
+        """
+        terms = list(dict.fromkeys(analyze(query)))
+        if not terms or not len(self):
+            return 0.0
+        n_docs = len(self)
+        unseen = float(idf(0, n_docs))
+        total = found = 0.0
+        for term in terms:
+            column = self._ids.get(term)
+            if column is not None:
+                weight = float(idf(self._df[column], n_docs))
+                total += weight
+                found += weight
+            else:
+                total += unseen
+                found += 0.5 * unseen if self._parts(term) else 0.0
+        return found / total
 
     def save(self, folder: Path) -> None:
         """Plain npz + JSON so the index loads without pickle and diffs as data."""
@@ -227,17 +259,18 @@ class LexicalIndex:
         arrays = _read_npz(folder / MATRIX_FILE)
         terms = _read_vocab(folder / VOCAB_FILE)
         shape = tuple(int(n) for n in arrays["shape"])
-        if len(shape) != 2 or shape[1] != len(terms) or len(arrays["suffix_order"]) != len(terms):
+        order = arrays["suffix_order"]
+        if len(shape) != 2 or shape[1] != len(terms) or not np.array_equal(np.sort(order), np.arange(len(terms))):
             raise ValueError(f"{folder / MATRIX_FILE} does not match {folder / VOCAB_FILE}")
         try:
             weights = sparse.csc_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape)
-            weights.check_format(full_check=False)
+            weights.check_format(full_check=True)
         except ValueError as err:
             raise ValueError(f"{folder / MATRIX_FILE} holds a broken matrix: {err}") from err
         return cls(
             weights,
             terms,
-            arrays["suffix_order"],
+            order,
             float(arrays["compound_weight"]),
             int(arrays["max_expansions"]),
         )
@@ -275,12 +308,15 @@ class LexicalIndex:
             return []
         n_docs = len(self)
         df = min(n_docs, int(self._df[columns].sum()) + (int(self._df[whole]) if whole is not None else 0))
-        ratio = idf(df, n_docs) / idf(self._df[columns], n_docs)
-        coefficients = self.compound_weight * np.minimum(1.0, ratio)
+        coefficients = self.compound_weight * idf(df, n_docs) / idf(self._df[columns], n_docs)
         return list(zip(columns.tolist(), coefficients.tolist()))
 
     def _expansions(self, term: str) -> np.ndarray:
-        """Vocabulary terms that have ``term`` among their compound_parts, most frequent first."""
+        """Vocabulary terms that have ``term`` among their compound_parts.
+
+        Capped at the max_expansions most frequent, so a short common part cannot
+        turn one query into thousands of column slices.
+        """
         if len(term) < MIN_PART:
             return np.empty(0, dtype=np.int64)
         lo = bisect.bisect_left(self._terms, term)
@@ -321,11 +357,6 @@ class LexicalIndex:
         return term in self._ids or len(self._expansions(term)) > 0
 
 
-def _chain(lists: list[list[int]]) -> Iterable[int]:
-    for items in lists:
-        yield from items
-
-
 def _suffix_order(terms: list[str]) -> np.ndarray:
     """Term ids sorted by reversed spelling, for suffix lookup by bisection."""
     return np.asarray(sorted(range(len(terms)), key=lambda i: terms[i][::-1]), dtype=np.int64)
@@ -364,7 +395,7 @@ _NO_MARKERS = frozenset(
     """
     hva hvem hvor hvilke hvilken hvilket hvordan hvorfor når og er ikke det den
     som om sa sier med på av til fra har hadde var blir ble skal vil kan må også
-    eller jeg vi de hun han seg sin sitt sine dette disse noen noe mye mange
+    eller jeg vi de hun han seg sitt sine dette disse noen noe mye mange
     mener ønsker gjør står ved etter mellom hos blant enn
     """.split()
 )
@@ -372,11 +403,13 @@ _EN_MARKERS = frozenset(
     """
     what who whom whose which where when why how the a an is are was were be been
     being do does did done have has had will would shall should can could may
-    might must of in on at with about from into than then this that these those
+    might must of in on with about from into than then this that these those
     there their they them it its he she we you your our not and or but if any
-    some much many more most said say says tell told there's what's
+    some much many more most said say says tell told
     """.split()
 )
+_NO_SPELLING = re.compile(r"kj|gj|hj|sj|(?:ene|het|lig|ige)$")
+_EN_SPELLING = re.compile(r"[cqwxz]|th|(?:tion|ly)$")
 
 
 def looks_norwegian(text: str) -> float:
@@ -384,15 +417,18 @@ def looks_norwegian(text: str) -> float:
 
     Fusion needs it because English questions rarely share words with the
     Norwegian passages.  Keyword-only queries lean Norwegian (the corpus is), and
-    æ/ø/å is strong evidence on its own.
+    æ/ø/å is strong evidence on its own; spelling habits settle unknown words.
     """
-    words = re.findall(r"[^\W\d_]+", unicodedata.normalize("NFKC", text).casefold())
     evidence = 0.5
-    for word in words:
+    for word in re.findall(r"[^\W\d_]+", unicodedata.normalize("NFKC", text).casefold()):
         if any(ch in "æøå" for ch in word):
             evidence += 2.0
         elif word in _NO_MARKERS:
             evidence += 1.0
         elif word in _EN_MARKERS:
             evidence -= 1.0
+        elif _NO_SPELLING.search(word):
+            evidence += 0.5
+        elif _EN_SPELLING.search(word):
+            evidence -= 0.5
     return 1.0 / (1.0 + math.exp(-evidence))

@@ -42,30 +42,57 @@ class Hit:
 
 
 @dataclass(frozen=True)
-class Weights:
-    """How much each ranking counts for one question."""
+class Search:
+    """One search with the evidence the answer step needs, tied to the index generation it used."""
 
-    dense: float
-    lexical: float
+    query: str
+    vector: np.ndarray
+    hits: list[Hit]
+    stored: StoredIndex
+    background: float  # best cosine to generic off-topic passages
+    coverage: float  # idf-weighted share of the question's words that occur in the texts
+
+    def sentence_scores(self, hit: Hit) -> np.ndarray:
+        """Cosine of the question to each sentence of the hit's chunk, in order."""
+        a, b = self.stored.sentence_offsets[hit.chunk_id : hit.chunk_id + 2]
+        return np.asarray(self.stored.sentences[a:b] @ self.vector, dtype=np.float32)
 
 
-_ENTITY = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-ZÆØÅ][\wæøåÆØÅ-]+|\d")
+_ENTITY = re.compile(r"(?<=\w\s)[A-ZÆØÅ][\wæøåÆØÅ-]+|\d")
 
 
-def fusion_weights(question: str) -> Weights:
-    """Lexical weight rises with Norwegian wording and with names or numbers in the question."""
-    norwegian = looks_norwegian(question)
-    lexical = 0.15 + 0.45 * norwegian
-    if _ENTITY.search(question.strip()):
-        lexical += 0.15
-    return Weights(dense=1.0, lexical=lexical)
+@dataclass(frozen=True)
+class Fusion:
+    """How the dense and lexical rankings are combined; tuned on the dev set (see README).
+
+    The fused score is ``dense + lexical_weight(question) * bm25 / max(bm25)``, where
+    ``dense`` mixes the chunk's cosine with its best sentence's cosine, so a long
+    chunk is not diluted by the sentences around its answer.
+    """
+
+    lexical_english: float = 0.02
+    lexical_norwegian: float = 0.10
+    lexical_entity: float = 0.02
+    sentence_share: float = 0.5
+    adaptive: bool = True
+
+    def lexical_weight(self, question: str) -> float:
+        """More lexical weight for Norwegian wording and for names or numbers in the question."""
+        if not self.adaptive:
+            return (self.lexical_english + self.lexical_norwegian) / 2
+        norwegian = looks_norwegian(question)
+        weight = self.lexical_english + (self.lexical_norwegian - self.lexical_english) * norwegian
+        if _ENTITY.search(question.strip()):
+            weight += self.lexical_entity
+        return weight
 
 
 class Retriever:
     """Loads one index generation and answers searches; picks up a rebuilt index on refresh()."""
 
-    def __init__(self, root: Path, stored: StoredIndex, embedder: Embedder) -> None:
+    def __init__(self, root: Path, stored: StoredIndex, embedder: Embedder, fusion: Fusion = Fusion()) -> None:
         self.root = root
+        self.fusion = fusion
         self.embedder = embedder
         self._stored = stored
         self._lock = threading.Lock()
@@ -109,32 +136,50 @@ class Retriever:
                 return True
         return False
 
-    def search(self, query: str, k: int = 5, mode: str = "hybrid", history: Sequence[str] = ()) -> list[Hit]:
-        """Best passages first; ``history`` holds earlier questions of a conversation, newest last."""
+    def search(
+        self, query: str, k: int = 5, mode: str = "hybrid", history: Sequence[str] = (), fusion: Fusion | None = None
+    ) -> list[Hit]:
+        """Best passages first; ``history`` holds earlier questions of a conversation, oldest first."""
+        return self.run(query, k, mode, history, fusion).hits
+
+    def run(
+        self, query: str, k: int = 5, mode: str = "hybrid", history: Sequence[str] = (), fusion: Fusion | None = None
+    ) -> Search:
+        """Like search(), plus the evidence for deciding whether the texts answer at all."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         stored = self._stored
-        n = len(stored.chunks)
-        if n == 0 or not query.strip():
-            return []
         qvec = self.query_vector(query, history)
-        dense = stored.vectors @ qvec if n <= 20_000 else None
-        candidates: set[int] = set()
-        if mode != "lexical":
-            _, ids = stored.dense.search(qvec[None, :], min(CANDIDATES, n))
-            candidates.update(int(i) for i in ids[0] if i >= 0)
         lex_query = " ".join([*history[-1:], query]) if history else query
-        if mode != "dense":
-            lex_ids, _ = stored.lexical.search(lex_query, CANDIDATES)
-            candidates.update(int(i) for i in lex_ids)
-        if not candidates:
+        background = float((stored.background @ qvec).max()) if len(stored.background) else 0.0
+        fusion = fusion or self.fusion
+        hits = self._rank(stored, qvec, query, lex_query, k, mode, fusion) if query.strip() and stored.chunks else []
+        return Search(query, qvec, hits, stored, background, stored.lexical.coverage(query))
+
+    def _rank(
+        self, stored: StoredIndex, qvec: np.ndarray, query: str, lex_query: str, k: int, mode: str, fusion: Fusion
+    ) -> list[Hit]:
+        n = len(stored.chunks)
+        candidates: list[np.ndarray] = []
+        if mode != "lexical":
+            _, dense_ids = stored.dense.search(qvec[None, :], min(CANDIDATES, n))
+            candidates.append(dense_ids[0][dense_ids[0] >= 0])
+        lex_all = stored.lexical.score_all(lex_query) if mode != "dense" else None
+        if lex_all is not None:
+            positive = np.flatnonzero(lex_all > 0)
+            if len(positive) > CANDIDATES:
+                positive = positive[np.argpartition(-lex_all[positive], CANDIDATES - 1)[:CANDIDATES]]
+            candidates.append(positive)
+        ids = np.unique(np.concatenate(candidates)).astype(np.int64) if candidates else np.zeros(0, np.int64)
+        if not len(ids):
             return []
-        ids = np.fromiter(candidates, np.int64)
-        cos = dense[ids] if dense is not None else stored.vectors[ids] @ qvec
-        lex = stored.lexical.score_all(lex_query)[ids] if mode != "dense" else np.zeros(len(ids), np.float32)
-        fused = self._fuse(query, cos, lex, mode)
+        cos = np.asarray(stored.vectors[ids] @ qvec, dtype=np.float32)
+        share = fusion.sentence_share
+        dense = (1 - share) * cos + share * _best_sentences(stored, ids, qvec)
+        lex = lex_all[ids] if lex_all is not None else np.zeros(len(ids), np.float32)
+        fused = _fuse(fusion.lexical_weight(query), dense, lex, mode)
         order = np.argsort(-fused, kind="stable")[:k]
-        return [self._hit(stored, int(ids[j]), float(fused[j]), float(cos[j]), float(lex[j])) for j in order]
+        return [self._hit(stored, int(ids[j]), float(fused[j]), float(dense[j]), float(lex[j])) for j in order]
 
     def query_vector(self, query: str, history: Sequence[str] = ()) -> np.ndarray:
         """The question's embedding, nudged towards recent turns when it is a short follow-up."""
@@ -145,17 +190,6 @@ class Retriever:
         weight = followup_weight(query, float(vec @ context))
         mixed = vec + weight * context
         return (mixed / np.linalg.norm(mixed)).astype(np.float32)
-
-    @staticmethod
-    def _fuse(query: str, cos: np.ndarray, lex: np.ndarray, mode: str) -> np.ndarray:
-        if mode == "dense":
-            return cos.astype(np.float32)
-        top = float(lex.max()) if len(lex) else 0.0
-        lex_norm = lex / top if top > 0 else lex
-        if mode == "lexical":
-            return lex_norm.astype(np.float32)
-        w = fusion_weights(query)
-        return ((w.dense * cos + w.lexical * lex_norm * 0.1) / (w.dense + 0.1 * w.lexical)).astype(np.float32)
 
     @staticmethod
     def _hit(stored: StoredIndex, i: int, score: float, cos: float, lex: float) -> Hit:
@@ -174,6 +208,24 @@ class Retriever:
             lexical=lex,
             chunk_id=i,
         )
+
+
+def _fuse(lexical_weight: float, dense: np.ndarray, lex: np.ndarray, mode: str) -> np.ndarray:
+    if mode == "dense":
+        return dense
+    top = float(lex.max()) if len(lex) else 0.0
+    lex_norm = lex / top if top > 0 else lex
+    if mode == "lexical":
+        return lex_norm.astype(np.float32)
+    return (dense + lexical_weight * lex_norm).astype(np.float32)
+
+
+def _best_sentences(stored: StoredIndex, ids: np.ndarray, qvec: np.ndarray) -> np.ndarray:
+    """Per chunk, the cosine of its best-matching sentence."""
+    starts, ends = stored.sentence_offsets[ids], stored.sentence_offsets[ids + 1]
+    rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)])
+    scores = np.asarray(stored.sentences[rows] @ qvec, dtype=np.float32)
+    return np.maximum.reduceat(scores, np.concatenate([[0], np.cumsum(ends - starts)[:-1]]))
 
 
 def followup_weight(query: str, similarity: float) -> float:

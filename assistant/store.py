@@ -29,6 +29,7 @@ from .lexical import LexicalIndex
 FORMAT_VERSION = 1
 POINTER = "CURRENT"
 LOCK = ".lock"
+ARRAYS = ("vectors", "sentences", "sentence_offsets", "background")
 FIX = "Run `python -m assistant build` (or `make run`, which builds when needed)."
 
 
@@ -64,6 +65,9 @@ class StoredIndex:
     vectors: np.ndarray
     dense: faiss.Index
     lexical: LexicalIndex
+    sentences: np.ndarray  # one vector per sentence of every chunk, in chunk order
+    sentence_offsets: np.ndarray  # chunk i owns rows sentence_offsets[i]:sentence_offsets[i+1]
+    background: np.ndarray  # generic off-topic passages: what "not about these texts" looks like
     by_source: dict[str, list[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -103,19 +107,20 @@ def load_index(root: Path) -> StoredIndex:
     assert folder is not None
     try:
         chunks = [Chunk(**json.loads(line)) for line in (folder / "chunks.jsonl").open(encoding="utf-8")]
-        vectors = np.load(folder / "vectors.npy", mmap_mode="r", allow_pickle=False)
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in ARRAYS}
         dense = faiss.read_index(str(folder / "dense.faiss"))
         lexical = LexicalIndex.load(folder)
     except (OSError, ValueError, TypeError, RuntimeError, json.JSONDecodeError) as exc:
         raise StoreError(f"The index in '{root}' is damaged or incomplete ({exc}). {FIX}") from exc
-    if not (len(chunks) == vectors.shape[0] == dense.ntotal == len(lexical) == manifest.chunks):
-        raise StoreError(
-            f"The index in '{root}' is inconsistent ({len(chunks)} chunks, {vectors.shape[0]} vectors, "
-            f"{dense.ntotal} in FAISS, {len(lexical)} lexical, manifest says {manifest.chunks}). {FIX}"
-        )
-    if vectors.shape[1] != manifest.dim:
-        raise StoreError(f"The index in '{root}' has {vectors.shape[1]}-d vectors, manifest says {manifest.dim}. {FIX}")
-    return StoredIndex(folder, manifest, chunks, vectors, dense, lexical)
+    vectors, offsets = arrays["vectors"], arrays["sentence_offsets"]
+    sizes = (len(chunks), vectors.shape[0], dense.ntotal, len(lexical), len(offsets) - 1, manifest.chunks)
+    if len(set(sizes)) != 1 or offsets[-1] != len(arrays["sentences"]):
+        raise StoreError(f"The index in '{root}' is inconsistent (sizes {sizes}). {FIX}")
+    if any(arrays[name].shape[1] != manifest.dim for name in ("vectors", "sentences", "background")):
+        raise StoreError(f"The index in '{root}' holds vectors of another size than its manifest says. {FIX}")
+    return StoredIndex(
+        folder, manifest, chunks, vectors, dense, lexical, arrays["sentences"], offsets, arrays["background"]
+    )
 
 
 def make_dense_index(vectors: np.ndarray) -> tuple[faiss.Index, str]:
@@ -130,7 +135,7 @@ def save_index(
     root: Path,
     manifest: Manifest,
     chunks: Sequence[Chunk],
-    vectors: np.ndarray,
+    arrays: dict[str, np.ndarray],
     lexical: LexicalIndex,
 ) -> Path:
     """Write a new generation next to the current one and switch to it atomically (under build_lock)."""
@@ -139,12 +144,14 @@ def save_index(
     work = root / f".{name}.tmp"
     work.mkdir()
     try:
+        vectors = arrays["vectors"]
         dense, kind = make_dense_index(vectors)
         manifest = dataclasses.replace(manifest, chunks=len(chunks), dense_index=kind, dim=vectors.shape[1])
         with (work / "chunks.jsonl").open("w", encoding="utf-8") as out:
             for chunk in chunks:
                 out.write(json.dumps(dataclasses.asdict(chunk), ensure_ascii=False) + "\n")
-        np.save(work / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
+        for name in ARRAYS:
+            np.save(work / f"{name}.npy", np.ascontiguousarray(arrays[name]), allow_pickle=False)
         faiss.write_index(dense, str(work / "dense.faiss"))
         lexical.save(work)
         (work / "manifest.json").write_text(

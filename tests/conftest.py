@@ -47,3 +47,37 @@ def dev_questions() -> list[dict]:
     if not DEV_SET.is_file():
         pytest.skip(f"{DEV_SET} not available")
     return read_jsonl(DEV_SET)
+
+
+# ---- UI and browser tests: one fresh corpus (with a hostile file) per test module ----------------
+
+XSS_SOURCE = "sikkerhetsovelse.txt"
+XSS_QUESTION = "Hvilken tekst ble brukt i sikkerhetsøvelsen om varslingsrutinen?"
+XSS_PAYLOAD = '<img src=x onerror="window.__xss=1"> <script>window.__xss=2</script>'
+
+
+@pytest.fixture(scope="module")
+def ui_settings(tmp_path_factory):
+    """The bundled corpus plus a file whose text is markup that must show as text and never run."""
+    from assistant import Settings
+
+    work = tmp_path_factory.mktemp("ui")
+    sources = work / "source_texts"
+    shutil.copytree(CORPUS, sources)
+    for path in sources.iterdir():
+        path.chmod(0o644)
+    (sources / XSS_SOURCE).write_text(
+        "Sikkerhetsøvelse i Eksempelby kommune\n\n"
+        f"I sikkerhetsøvelsen om varslingsrutinen ble teksten {XSS_PAYLOAD} limt inn i skjemaet.\n",
+        encoding="utf-8",
+    )
+    return Settings.from_env(sources=sources, index=work / "index")
+
+
+@pytest.fixture(scope="module")
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
