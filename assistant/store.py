@@ -150,8 +150,8 @@ def save_index(
         with (work / "chunks.jsonl").open("w", encoding="utf-8") as out:
             for chunk in chunks:
                 out.write(json.dumps(dataclasses.asdict(chunk), ensure_ascii=False) + "\n")
-        for name in ARRAYS:
-            np.save(work / f"{name}.npy", np.ascontiguousarray(arrays[name]), allow_pickle=False)
+        for array in ARRAYS:
+            np.save(work / f"{array}.npy", np.ascontiguousarray(arrays[array]), allow_pickle=False)
         faiss.write_index(dense, str(work / "dense.faiss"))
         lexical.save(work)
         (work / "manifest.json").write_text(
