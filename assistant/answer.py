@@ -89,7 +89,7 @@ class Thresholds:
     weight_coverage: float = 0.2
     found_no: float = 0.085
     found_en: float = 0.0
-    relevance: float = 0.04
+    relevance: float = 0.06
 
 
 def question_language(question: str) -> str:
@@ -118,8 +118,7 @@ def answer(
     best = [float(search.sentence_scores(h).max()) for h in hits]
     result = Answer(question, is_answered(search, best, lang, thresholds), lang, hits=search.hits, note=note)
     if result.found:
-        top = max(best)
-        chosen = [h for h, b in zip(hits, best) if b >= top - thresholds.relevance]
+        chosen = [h for h in hits if h.score >= hits[0].score - thresholds.relevance]
         result.citations = [_cite(n, h, search) for n, h in enumerate(chosen[:k], 1)]
     elif hits:
         result.related = [_cite(1, hits[0], search)]

@@ -142,6 +142,8 @@ def chunk_document(doc: Document, max_chars: int = 500) -> list[Chunk]:
         if block.kind == "heading":
             heading, previous_kind = _heading_text(block.text), "heading"
             continue
+        if _is_credit(block.text):
+            continue
         spans = _pieces(block, max_chars)
         texts = [_collapse(block.text[start:end]) for start, end in spans]
         if block.kind == "bullet" and previous_kind != "bullet":
@@ -225,6 +227,11 @@ def _is_numbered_heading(block: _Block, followed: bool, neighbours: set[str]) ->
         mark and mark.group(1) and followed and "bullet" not in neighbours
         and "\n" not in block.text and _looks_like_heading(block.text)
     )
+
+
+def _is_credit(text: str) -> bool:
+    """A bare credit line ("Foto: KS") says nothing a question could be about."""
+    return bool(_CAPTION.match(text.strip())) and len(text.split()) <= 4
 
 
 def _looks_like_heading(line: str) -> bool:

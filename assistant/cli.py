@@ -100,8 +100,13 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from .ui import serve
 
-    auth = tuple(args.auth.split(":", 1)) if args.auth else None
-    serve(settings, auth=auth)  # type: ignore[arg-type]
+    auth = None
+    if args.auth:
+        user, sep, password = args.auth.partition(":")
+        if not (user and sep and password):
+            raise ValueError("--auth takes user:password")
+        auth = (user, password)
+    serve(settings, auth=auth)
     return 0
 
 

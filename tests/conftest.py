@@ -51,14 +51,22 @@ def dev_questions() -> list[dict]:
 
 # ---- UI and browser tests: one fresh corpus (with a hostile file) per test module ----------------
 
-XSS_SOURCE = "sikkerhetsovelse.txt"
-XSS_QUESTION = "Hvilken tekst ble brukt i sikkerhetsøvelsen om varslingsrutinen?"
-XSS_PAYLOAD = '<img src=x onerror="window.__xss=1"> <script>window.__xss=2</script>'
+HOSTILE = {
+    "source": "sikkerhetsovelse.txt",
+    "question": "Hvilken tekst ble brukt i sikkerhetsøvelsen om varslingsrutinen?",
+    "payload": '<img src=x onerror="window.__xss=1"> <script>window.__xss=2</script>',
+}
+
+
+@pytest.fixture(scope="session")
+def hostile() -> dict[str, str]:
+    """A source file whose text is markup that must show as text and never run."""
+    return HOSTILE
 
 
 @pytest.fixture(scope="module")
 def ui_settings(tmp_path_factory):
-    """The bundled corpus plus a file whose text is markup that must show as text and never run."""
+    """The bundled corpus plus the hostile file, in a folder the module may add files to."""
     from assistant import Settings
 
     work = tmp_path_factory.mktemp("ui")
@@ -66,9 +74,9 @@ def ui_settings(tmp_path_factory):
     shutil.copytree(CORPUS, sources)
     for path in sources.iterdir():
         path.chmod(0o644)
-    (sources / XSS_SOURCE).write_text(
+    (sources / HOSTILE["source"]).write_text(
         "Sikkerhetsøvelse i Eksempelby kommune\n\n"
-        f"I sikkerhetsøvelsen om varslingsrutinen ble teksten {XSS_PAYLOAD} limt inn i skjemaet.\n",
+        f"I sikkerhetsøvelsen om varslingsrutinen ble teksten {HOSTILE['payload']} limt inn i skjemaet.\n",
         encoding="utf-8",
     )
     return Settings.from_env(sources=sources, index=work / "index")

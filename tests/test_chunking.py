@@ -181,7 +181,7 @@ def test_headings_are_context_not_chunks() -> None:
     assert by_line[1].heading == ""
     assert by_line[26].heading == "Lokaldemokrati er løsningen"
     assert by_line[34].heading == "Lokaldemokrati er løsningen"  # "Foto: KS" is a caption, not a heading
-    assert by_line[32].text == "Foto: KS"
+    assert 32 not in by_line  # a bare credit line ("Foto: KS") is neither a heading nor a chunk
 
 
 def test_corpus_lines_units_and_source() -> None:
@@ -290,3 +290,23 @@ def test_corpus_quote_sentences() -> None:
     sentences = split_sentences(quote.text)
     assert len(sentences) == 5
     assert sentences[-1].endswith(", sa Helgesen i møtet.")
+
+
+def test_bare_photo_credit_is_not_a_chunk():
+    from assistant.chunking import chunk_document
+    from assistant.sources import Document
+
+    doc = Document("a.txt", "Første avsnitt om saken.\n\nFoto: KS\n\nGunn Marit Helgesen skrøt av regjeringen. Foto: KS", "x")
+    texts = [c.text for c in chunk_document(doc)]
+    assert "Foto: KS" not in texts
+    assert texts[-1].startswith("Gunn Marit Helgesen")
+
+
+def test_pronoun_attribution_continues_the_last_named_speaker():
+    from assistant.chunking import chunk_document
+    from assistant.sources import Document
+
+    text = "– Dette er alvorlig, sa Lae Solberg fra storbynettverket.\n\nStyrke politiet\n\n– Politiet må styrkes, fulgte han opp."
+    chunks = chunk_document(Document("a.txt", text, "x"))
+    assert chunks[-1].speaker == "sa Lae Solberg fra storbynettverket"
+    assert chunks[-1].heading == "Styrke politiet"

@@ -1,0 +1,579 @@
+"""The chat page: ask in Norwegian or English, read cited extracts, open them in the source, add texts.
+
+Every character taken from a source text or a question is HTML-escaped on the
+server: Gradio's sanitizer drops scripts and event handlers but would still
+render tags such as ``<img>``.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import shutil
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+for _name, _value in OFFLINE_ENV.items():
+    os.environ.setdefault(_name, _value)
+
+import gradio as gr  # noqa: E402  (the environment above must be set before gradio is imported)
+
+from .answer import TEXTS, Citation, answer, escape  # noqa: E402
+from .embedding import ModelError  # noqa: E402
+from .indexing import BuildReport, build_index, index_status  # noqa: E402
+from .retrieval import Retriever  # noqa: E402
+from .settings import Settings  # noqa: E402
+from .sources import SUPPORTED_SUFFIXES, Document, SourceError, SourceFile, read_document  # noqa: E402
+from .store import StoreError, read_manifest  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+EXAMPLES = (
+    "Hva krevde KS om SLT?",
+    "Hvor mye økte kostnadene i barnevernet fra 2021 til 2022?",
+    "What did KS demand on SLT?",
+    "Which ministers did KS meet?",
+)
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+LOADING = "Laster modellen …"
+BUILDING = "Bygger indeksen …"
+VIEWER_HINT = '<p class="hint">Still et spørsmål. Kildene til svaret åpnes her, med de siterte linjene markert.</p>'
+STAGES = (
+    ("reading", "Leser tekstene"),
+    ("embedding", "Lager vektorer"),
+    ("indexing", "Indekserer ordene"),
+    ("waiting", "Venter på en annen oppdatering av indeksen"),
+)
+UNIT_SHORT = {"line": "", "page": "s. ", "paragraph": "¶ "}
+
+# System fonts only; dark blue buttons keep white text above WCAG AA contrast (the default orange does not).
+THEME = gr.themes.Default(
+    primary_hue="blue", font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+).set(
+    button_primary_background_fill="*primary_700",
+    button_primary_background_fill_hover="*primary_800",
+    button_primary_text_color="white",
+)
+CSS = """
+#viewer .doc { max-height: 55vh; overflow: auto; position: relative; border: 1px solid var(--border-color-primary);
+  border-radius: var(--radius-md); font-family: var(--font-mono); font-size: 0.85rem; line-height: 1.5; }
+#viewer .doc-title { margin: 0 0 0.5em; }
+#viewer .note { margin: 0 0 0.5em; color: var(--body-text-color); font-style: italic; }
+#viewer .ln { display: flex; gap: 0.75em; padding: 0 0.5em; }
+#viewer .no { flex: 0 0 3.2em; text-align: right; color: var(--body-text-color-subdued); user-select: none; }
+#viewer .tx { flex: 1; min-width: 0; white-space: pre-wrap; overflow-wrap: anywhere; }
+#viewer .cited { background: #fff3bf; color: #1f2328; }
+#viewer .cited .no { color: #1f2328; font-weight: 600; }
+#viewer mark { background: none; color: inherit; }
+#viewer mark strong { background: #ffd43b; }
+#chatbot .message.bot sub { cursor: pointer; text-decoration: underline dotted; }
+"""
+# Scrolls only the viewer box (not the page) to the first cited line, whenever new HTML arrives.
+VIEWER_JS = """
+const show = () => {
+  const box = element.querySelector('.doc');
+  const line = element.querySelector('#kilde-start');
+  if (box && line) box.scrollTop = Math.max(0, line.offsetTop - box.clientHeight / 3);
+};
+watch('value', show);
+show();
+"""
+# After an answer, show its beginning: the question at the top of the chat, not the end of a long reply.
+SHOW_ANSWER_JS = """
+() => setTimeout(() => {
+  const asked = document.querySelectorAll('#chatbot .message.user');
+  const last = asked[asked.length - 1];
+  let box = last && last.parentElement;
+  while (box && !(box.scrollHeight > box.clientHeight && /auto|scroll/.test(getComputedStyle(box).overflowY))) {
+    box = box.parentElement;
+  }
+  if (box) box.scrollTop += last.getBoundingClientRect().top - box.getBoundingClientRect().top - 8;
+}, 60)
+"""
+# A click on a citation label under an answer selects it in "Vis i teksten".
+PAGE_JS = """
+() => {
+  document.addEventListener('click', (event) => {
+    const sub = event.target.closest && event.target.closest('#chatbot sub');
+    if (!sub) return;
+    const wanted = sub.textContent.trim();
+    for (const label of document.querySelectorAll('#citations label')) {
+      if (label.textContent.trim() === wanted) {
+        label.querySelector('input')?.click();
+        document.getElementById('viewer')?.scrollIntoView({block: 'nearest'});
+        return;
+      }
+    }
+  });
+}
+"""
+
+
+@dataclass
+class Reply:
+    markdown: str
+    language: str = "no"
+    citations: list[Citation] = field(default_factory=list)
+
+
+class Service:
+    """The app's one retriever: loaded once in the background, refreshed before every answer."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.building = False
+        self.error = ""
+        self._retriever: Retriever | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        return self._retriever is not None
+
+    def retriever(self) -> Retriever:
+        """The loaded retriever, switched to the newest index generation another process may have built."""
+        with self._lock:
+            if self._retriever is None:
+                try:
+                    self._retriever = Retriever.load(self.settings.index, settings=self.settings)
+                except Exception as exc:
+                    self.error = str(exc)
+                    raise
+                self.error = ""
+            else:
+                self._retriever.refresh()
+            return self._retriever
+
+    def preload(self) -> None:
+        """Load the model while the page opens, so the first question does not wait for it."""
+        threading.Thread(target=self._load_quietly, name="load-retriever", daemon=True).start()
+
+    def _load_quietly(self) -> None:
+        try:
+            self.retriever()
+        except (StoreError, ModelError) as exc:
+            log.warning("index not loaded: %s", exc)
+        except Exception:
+            log.exception("loading the index failed")
+
+    def reply(self, question: str, history: Sequence[str] = ()) -> Reply:
+        """An answer, or a clear Norwegian message instead of a traceback."""
+        if not question.strip():
+            return Reply(TEXTS["no"]["empty"])
+        try:
+            result = answer(
+                question,
+                self.retriever(),
+                k=self.settings.top_k,
+                history=list(history),
+                max_chars=self.settings.max_question_chars,
+            )
+        except StoreError as exc:
+            return Reply(f"**Indeksen kan ikke brukes.** {escape(str(exc))}")
+        except ModelError as exc:
+            return Reply(f"**Modellen kan ikke lastes.** {escape(str(exc))}")
+        except Exception:
+            log.exception("answering %r failed", question[:200])
+            return Reply("**Beklager, noe gikk galt under søket.** Prøv igjen; detaljene står i serverloggen.")
+        return Reply(result.markdown, result.language, result.citations or result.related)
+
+    def status_line(self) -> str:
+        """What is served: documents, passages and build time, or what is going on instead."""
+        if self.building:
+            return BUILDING
+        try:
+            manifest = read_manifest(self.settings.index)
+        except StoreError:
+            return "Ingen indeks ennå. Legg til tekster nedenfor, eller kjør `python -m assistant build`."
+        documents = _count(len(manifest.sources), "dokument", "dokumenter")
+        line = f"{documents}, {_count(manifest.chunks, 'tekstbit', 'tekstbiter')}, bygget {_when(manifest.built_at)}"
+        if self.error:
+            return f"{line}\n\n**Advarsel:** {escape(self.error)}"
+        return line if self.ready else f"{LOADING}\n\n{line}"
+
+    def indexed_sha(self, source: str) -> str | None:
+        try:
+            meta = read_manifest(self.settings.index).sources.get(source)
+        except StoreError:
+            return None
+        return str(meta["sha256"]) if meta else None
+
+    def rebuild(self, progress: Callable[[str, int, int], None]) -> BuildReport:
+        self.building = True
+        try:
+            report = build_index(self.settings, progress=progress)
+        finally:
+            self.building = False
+        if self.ready:
+            self.retriever()
+        else:
+            self.preload()
+        return report
+
+
+def _count(n: int, singular: str, plural: str) -> str:
+    return f"{n} {singular if n == 1 else plural}"
+
+
+def _when(stamp: str) -> str:
+    try:
+        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z").strftime("%d.%m.%Y kl. %H:%M")
+    except ValueError:
+        return stamp or "ukjent tidspunkt"
+
+
+# ---- questions and history -------------------------------------------------------------------
+
+
+def user_questions(history: Sequence[object] | None) -> list[str]:
+    """Earlier user questions from an API history: plain strings or {"role", "content"} messages."""
+    questions: list[str] = []
+    for item in history or []:
+        if isinstance(item, str):
+            text = item
+        elif isinstance(item, dict) and item.get("role") == "user":
+            text = _message_text(item.get("content"))
+        else:
+            continue
+        if text.strip():
+            questions.append(text)
+    return questions
+
+
+def _message_text(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return str(content.get("text") or "")
+    if isinstance(content, list):
+        return " ".join(_message_text(part) for part in content).strip()
+    return ""
+
+
+def _bot(markdown: str) -> dict[str, object]:
+    # A list of parts keeps the text byte-exact; plain strings are cleandoc'ed by the Chatbot.
+    return {"role": "assistant", "content": [{"type": "text", "text": markdown}]}
+
+
+def _user(question: str, limit: int) -> dict[str, object]:
+    shown = question if len(question) <= limit else question[:limit] + " …"
+    return {"role": "user", "content": [{"type": "text", "text": escape(shown)}]}
+
+
+# ---- the source viewer -----------------------------------------------------------------------
+
+
+def _h(text: str) -> str:
+    """HTML-escape everything, including the template characters gr.HTML might interpret."""
+    return html.escape(text, quote=True).replace("$", "&#36;").replace("{", "&#123;").replace("}", "&#125;")
+
+
+def source_view(service: Service, citation: Citation, language: str = "no") -> str:
+    """The cited file as numbered lines (or pages/paragraphs), the cited ones marked."""
+    root = service.settings.sources.resolve()
+    path = (root / citation.source).resolve()
+    if not path.is_relative_to(root):
+        return f'<p class="note">{_h(citation.source)} ligger utenfor tekstmappen og vises ikke.</p>'
+    try:
+        doc = read_document(SourceFile(path, citation.source, "", path.stat().st_size))
+    except (OSError, SourceError) as exc:
+        return f'<p class="note">Kan ikke vise {_h(citation.source)}: {_h(str(exc))}</p>'
+    indexed = service.indexed_sha(citation.source)
+    changed = indexed not in (None, doc.sha256)
+    note = "Filen er endret etter at indeksen ble bygget; markeringen kan være forskjøvet." if changed else ""
+    return render_document(doc, citation, citation.label(language), note)
+
+
+def render_document(doc: Document, citation: Citation, label: str, note: str = "") -> str:
+    lines = doc.text.split("\n")
+    units = doc.line_units or tuple(range(1, len(lines) + 1))
+    rows: list[str] = []
+    anchored = False
+    for i, line in enumerate(lines):
+        unit = units[min(i, len(units) - 1)]
+        first_of_unit = doc.unit == "line" or i == 0 or units[min(i - 1, len(units) - 1)] != unit
+        number = f"{UNIT_SHORT.get(doc.unit, '')}{unit}" if first_of_unit else ""
+        cited = citation.start_line <= unit <= citation.end_line
+        attrs = ' class="ln cited"' if cited else ' class="ln"'
+        if cited and not anchored:
+            attrs += ' id="kilde-start"'
+            anchored = True
+        text = _marked(line, citation.highlight) if cited else _h(line)
+        rows.append(f'<div{attrs}><span class="no">{number}</span><span class="tx">{text or " "}</span></div>')
+    title = f'<p class="doc-title"><strong>{_h(label)}</strong></p>'
+    notice = f'<p class="note">{_h(note)}</p>' if note else ""
+    return f'{title}{notice}<div class="doc" data-label="{_h(label)}">{"".join(rows)}</div>'
+
+
+def _marked(line: str, highlight: str) -> str:
+    """A cited line in <mark>, with the answering sentence in bold where it lies on this line."""
+    sentence = highlight.strip()
+    at = line.find(sentence) if sentence else -1
+    if at < 0:
+        return f"<mark>{_h(line)}</mark>"
+    end = at + len(sentence)
+    return f"<mark>{_h(line[:at])}<strong>{_h(sentence)}</strong>{_h(line[end:])}</mark>"
+
+
+# ---- uploads ---------------------------------------------------------------------------------
+
+
+class Refused(Exception):
+    """An uploaded file that is not saved; the message says why, in Norwegian."""
+
+
+def safe_name(raw: str) -> str:
+    """A plain file name inside the sources folder: no folders, no hidden names, supported types only."""
+    base = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch if ch.isprintable() else "_" for ch in base).strip()
+    if name in ("", ".", ".."):
+        raise Refused("ugyldig filnavn")
+    if name.startswith((".", "~$")) or name.endswith("~"):
+        raise Refused("skjulte og midlertidige filer lagres ikke")
+    suffix = Path(name).suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        kinds = ", ".join(SUPPORTED_SUFFIXES)
+        raise Refused(f"filtypen «{suffix or 'uten endelse'}» støttes ikke (støttet: {kinds})")
+    if len(name) > 150:
+        name = Path(name).stem[: 150 - len(suffix)] + suffix
+    return name
+
+
+def save_upload(upload: Path, settings: Settings, replace: bool) -> tuple[str, bool]:
+    """Check and store one uploaded file; returns a Norwegian status line and whether the folder changed."""
+    name = safe_name(upload.name)
+    size = upload.stat().st_size
+    if size == 0:
+        raise Refused("filen er tom")
+    if size > settings.max_file_mb * 1_000_000:
+        raise Refused(f"filen er større enn {settings.max_file_mb:g} MB")
+    try:
+        read_document(SourceFile(upload, name, "", size))
+    except SourceError as exc:
+        raise Refused(f"kan ikke leses som tekst ({exc})") from exc
+    root = settings.sources.resolve()
+    target = root / name
+    existed = target.exists()
+    if existed:
+        if target.read_bytes() == upload.read_bytes():
+            return f"{name}: finnes allerede med samme innhold", False
+        if not replace:
+            raise Refused(
+                "det finnes allerede en annen fil med dette navnet. "
+                "Kryss av for «Erstatt eksisterende filer» for å erstatte den"
+            )
+    temporary = root / f".{uuid.uuid4().hex}.upload.tmp"
+    shutil.copyfile(upload, temporary)
+    os.replace(temporary, target)
+    return f"{name}: {'erstattet' if existed else 'lagt til'}", True
+
+
+def save_uploads(paths: Sequence[str], settings: Settings, replace: bool) -> tuple[list[str], bool]:
+    lines: list[str] = []
+    changed = False
+    for raw in paths:
+        upload = Path(raw)
+        try:
+            line, wrote = save_upload(upload, settings, replace)
+        except Refused as exc:
+            lines.append(f"{upload.name}: ikke lagret – {exc}.")
+            continue
+        except OSError as exc:
+            lines.append(f"{upload.name}: ikke lagret – {exc.strerror or exc}.")
+            continue
+        lines.append(line)
+        changed = changed or wrote
+    return lines, changed
+
+
+def build_summary(report: BuildReport) -> str:
+    lines = [
+        f"Indeksen er oppdatert: {report.files_added} nye, {report.files_changed} endrede, "
+        f"{report.files_removed} fjernede og {report.files_unchanged} uendrede filer; "
+        f"{report.chunks_embedded} av {report.chunks_total} tekstbiter lagt inn på {report.seconds:.1f} s."
+    ]
+    lines += [f"Hoppet over {s.source}: {s.reason}" for s in report.skipped]
+    return "\n".join(lines)
+
+
+def _progress_reporter(progress: gr.Progress) -> Callable[[str, int, int], None]:
+    def report(stage: str, done: int, total: int) -> None:
+        desc = next((norwegian for prefix, norwegian in STAGES if stage.startswith(prefix)), stage)
+        progress((done, total or None), desc=desc, unit="trinn")
+
+    return report
+
+
+# ---- the page --------------------------------------------------------------------------------
+
+
+def build_app(settings: Settings) -> gr.Blocks:
+    """The page plus the /chat and /upload API endpoints; the model starts loading right away."""
+    service = Service(settings)
+    service.preload()
+    limit = settings.max_question_chars
+
+    def respond(message: str, messages: list, questions: list[str]) -> Iterator[tuple]:
+        message = message or ""
+        shown = [*(messages or []), *([_user(message, limit)] if message.strip() else [])]
+        if message.strip() and not service.ready:
+            yield "", [*shown, _bot(LOADING)], questions, gr.skip(), gr.skip(), gr.skip()
+        reply = service.reply(message, questions)
+        asked = [*questions, message[:limit]] if message.strip() else questions
+        yield ("", [*shown, _bot(reply.markdown)], asked, *viewer_outputs(reply))
+
+    def viewer_outputs(reply: Reply) -> tuple[list, dict, str]:
+        cited = [(c.label(reply.language), c) for c in reply.citations]
+        if not cited:
+            return [], gr.update(choices=[], value=None, visible=False), VIEWER_HINT
+        first_label, first = cited[0]
+        radio = gr.update(choices=[label for label, _ in cited], value=first_label, visible=True)
+        return cited, radio, source_view(service, first, reply.language)
+
+    def pick_example(messages: list, questions: list[str], evt: gr.SelectData) -> Iterator[tuple]:
+        yield from respond(str(evt.value.get("text", "")), messages, questions)
+
+    def show(label: str | None, cited: list) -> str:
+        for known, citation in cited or []:
+            if known == label:
+                return source_view(service, citation, "en" if citation.label("en") == label else "no")
+        return VIEWER_HINT
+
+    def clear() -> tuple:
+        return "", [], [], [], gr.update(choices=[], value=None, visible=False), VIEWER_HINT
+
+    def chat(message: str, history: list | None = None) -> str:
+        """Svar med ordrette, kildehenviste utdrag (Markdown); history: tidligere spørsmål eller meldinger."""
+        return service.reply(message or "", user_questions(history)).markdown
+
+    # Gradio reads the return hint unevaluated, and this module's hints are strings.
+    chat.__annotations__ = {"message": str, "history": list | None, "return": str}
+
+    def upload(files: list[str] | None, replace: bool = False, progress: gr.Progress = gr.Progress()) -> str:
+        """Lagre opplastede tekster i tekstmappen og oppdater indeksen; svaret er en statusrapport."""
+        if not files:
+            return "Velg én eller flere filer først."
+        lines, changed = save_uploads(files, settings, bool(replace))
+        try:
+            if changed or index_status(settings) is not None:
+                lines.append(build_summary(service.rebuild(_progress_reporter(progress))))
+        except Exception as exc:  # the files are saved; say why the index is not, never a traceback
+            log.exception("rebuilding after upload failed")
+            lines.append(f"Indeksen kunne ikke oppdateres: {exc}")
+        return "\n".join(lines)
+
+    def page_status() -> Iterator[str]:
+        if not service.ready and not service.error:
+            yield service.status_line()
+            try:
+                service.retriever()
+            except Exception:  # the status line below says what is wrong
+                pass
+        yield service.status_line()
+
+    with gr.Blocks(title="Møteassistent", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
+        cited = gr.State([])
+        questions = gr.State([])
+        gr.Markdown(
+            "## Møteassistent\n"
+            "Svarer med ordrette, kildehenviste utdrag fra møtetekstene. Spør på norsk eller engelsk."
+        )
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, min_width=340):
+                chatbot = gr.Chatbot(
+                    label="Samtale",
+                    elem_id="chatbot",
+                    height="60vh",
+                    buttons=["copy"],
+                    latex_delimiters=[],
+                    autoscroll=False,
+                    placeholder="**Spør om møtetekstene.** Svarene er ordrette sitater med kildehenvisning.",
+                    examples=[{"text": q} for q in EXAMPLES],
+                )
+                msg = gr.Textbox(
+                    label="Spørsmål",
+                    placeholder="Skriv et spørsmål og trykk Enter",
+                    elem_id="msg",
+                    lines=1,
+                    max_lines=6,
+                )
+                with gr.Row():
+                    send = gr.Button("Send", variant="primary", elem_id="send", scale=2)
+                    reset = gr.Button("Tøm samtalen", elem_id="clear", scale=1)
+            with gr.Column(scale=2, min_width=300):
+                status = gr.Markdown(service.status_line(), elem_id="index-status")
+                choice = gr.Radio(choices=[], label="Vis i teksten", elem_id="citations", visible=False)
+                viewer = gr.HTML(VIEWER_HINT, elem_id="viewer", js_on_load=VIEWER_JS)
+                with gr.Accordion("Legg til tekster", open=False, elem_id="upload-panel"):
+                    files = gr.File(
+                        label=f"Tekstfiler ({', '.join(SUPPORTED_SUFFIXES)}; høyst {settings.max_file_mb:g} MB)",
+                        file_count="multiple",
+                        file_types=list(SUPPORTED_SUFFIXES),
+                        elem_id="upload-files",
+                    )
+                    replace = gr.Checkbox(label="Erstatt eksisterende filer", value=False, elem_id="replace")
+                    add = gr.Button("Legg til og oppdater indeksen", elem_id="upload-button")
+                    result = gr.Textbox(label="Resultat", lines=4, interactive=False, elem_id="upload-result")
+
+        answer_outputs = [msg, chatbot, questions, cited, choice, viewer]
+        private = {"api_visibility": "private", "show_progress": "minimal"}
+        msg.submit(respond, [msg, chatbot, questions], answer_outputs, **private).then(None, js=SHOW_ANSWER_JS)
+        send.click(respond, [msg, chatbot, questions], answer_outputs, **private).then(None, js=SHOW_ANSWER_JS)
+        chatbot.example_select(pick_example, [chatbot, questions], answer_outputs, **private).then(
+            None, js=SHOW_ANSWER_JS
+        )
+        choice.input(show, [choice, cited], viewer, **private)
+        reset.click(clear, None, answer_outputs, queue=False, **private)
+        chatbot.clear(clear, None, answer_outputs, queue=False, **private)  # the Chatbot's own bin icon
+        quiet = {"api_visibility": "private", "show_progress": "hidden"}
+        add.click(lambda: BUILDING, None, status, queue=False, **quiet).then(
+            upload, [files, replace], result, api_name="upload"
+        ).then(lambda: (service.status_line(), None), None, [status, files], **quiet)
+        app.load(page_status, None, status, **quiet)
+        gr.api(chat, api_name="chat")
+    return app
+
+
+def launch_options(settings: Settings, auth: tuple[str, str] | None = None) -> dict[str, object]:
+    """Everything launch() needs; shared by serve() and the tests so both run the same page."""
+    return {
+        "server_name": settings.host,
+        "server_port": settings.port,
+        "auth": auth,
+        "share": False,
+        "max_file_size": int(settings.max_file_mb * 1_000_000),
+        "enable_monitoring": False,
+        "footer_links": ["api", "settings"],
+        "ssr_mode": False,
+        "theme": THEME,
+        "css": CSS,
+        "js": PAGE_JS,
+    }
+
+
+def exposure_warning(host: str, auth: tuple[str, str] | None) -> str | None:
+    if host in LOCAL_HOSTS or auth:
+        return None
+    return (
+        f"WARNING: serving on {host} without a password. Anyone who can reach this machine can read "
+        "the texts and add files. Restart with --auth user:password, or keep the default host 127.0.0.1."
+    )
+
+
+def serve(settings: Settings, auth: tuple[str, str] | None = None) -> None:
+    """Build a missing or stale index first, so the page never starts without something to search."""
+    reason = index_status(settings)
+    if reason is not None:
+        print(f"Building the index first: {reason}", file=sys.stderr)
+        print(build_index(settings).summary(), file=sys.stderr)
+    warning = exposure_warning(settings.host, auth)
+    if warning:
+        print(warning, file=sys.stderr)
+    build_app(settings).launch(**launch_options(settings, auth))

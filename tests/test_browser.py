@@ -1,0 +1,184 @@
+"""What a user sees in headless Chromium, against `python -m assistant serve` on a temp corpus.
+
+`make screenshot` runs only the screenshot test and keeps the picture in docs/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from assistant.settings import Settings
+from assistant.ui import OFFLINE_ENV
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+SLT_EXTRACT = "tiltaksplan for å styrke SLT-samarbeidet"
+SLT_LABEL = "[1] ks-konsultasjonsmote-2024-04-26.txt, linje 17"
+ANSWER_TIMEOUT = 60_000
+
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is missing (install it with `make browser`)", allow_module_level=True)
+
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server(ui_settings: Settings, free_port: int, tmp_path_factory) -> Iterator[str]:
+    """The real entry point: it builds the missing index, then serves."""
+    log_path = tmp_path_factory.mktemp("server") / "serve.log"
+    env = {**os.environ, **OFFLINE_ENV, "ASSISTANT_SOURCES": str(ui_settings.sources)}
+    command = [sys.executable, "-m", "assistant", "serve", "--index", str(ui_settings.index), "--port", str(free_port)]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{free_port}/"
+    try:
+        _wait_until_up(url, process, log_path)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _wait_until_up(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 150) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"serve exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            if httpx.get(url + "gradio_api/info", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"serve did not come up in {timeout:.0f} s:\n{log_path.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser, server: str) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="nb-NO")
+    page = context.new_page()
+    page.goto(server)
+    expect(page.locator("#index-status")).to_contain_text("tekstbiter", timeout=ANSWER_TIMEOUT)
+    yield page
+    context.close()
+
+
+def ask(page: Page, question: str, expected: str) -> Locator:
+    """Type, press Enter, and wait for the answer to contain the expected text."""
+    box = page.get_by_role("textbox", name="Spørsmål")
+    box.fill(question)
+    box.press("Enter")
+    answer = page.locator("#chatbot .message.bot").last
+    expect(answer).to_contain_text(expected, timeout=ANSWER_TIMEOUT)
+    return answer
+
+
+def test_answer_shows_quote_highlight_citation_and_source(page: Page) -> None:
+    answer = ask(page, "Hva krevde KS om SLT?", SLT_EXTRACT)
+    expect(answer.locator("strong, b").filter(has_text=SLT_EXTRACT).first).to_be_visible()
+    expect(answer).to_contain_text(SLT_LABEL)
+
+    last_label = answer.locator("sub").last.inner_text().strip()
+    answer.locator("sub").last.click()
+    expect(page.get_by_role("radio", name=last_label)).to_be_checked()
+    expect(page.locator("#viewer .doc-title")).to_have_text(last_label)
+
+    page.get_by_role("radio", name=SLT_LABEL).check()
+    expect(page.locator("#viewer .doc-title")).to_have_text(SLT_LABEL)
+    cited = page.locator("#viewer #kilde-start")
+    expect(cited).to_contain_text(SLT_EXTRACT)
+    expect(cited.locator(".no")).to_have_text("17")
+    expect(cited.locator("mark")).to_contain_text(SLT_EXTRACT)
+    assert _visible_in_viewer(page), "the cited line is not scrolled into the viewer"
+
+
+def _visible_in_viewer(page: Page) -> bool:
+    return page.evaluate(
+        """() => {
+            const box = document.querySelector('#viewer .doc').getBoundingClientRect();
+            const line = document.querySelector('#viewer #kilde-start').getBoundingClientRect();
+            return line.top >= box.top && line.top < box.bottom;
+        }"""
+    )
+
+
+def test_uploaded_file_can_be_asked_about(page: Page, tmp_path: Path) -> None:
+    budget = tmp_path / "budsjettmote.md"
+    budget.write_text(
+        "# Budsjettmøte\n\nFormannskapet i Eksempelby foreslo å bruke 37 millioner kroner på nye gatelys.\n",
+        encoding="utf-8",
+    )
+    page.get_by_text("Legg til tekster").click()
+    page.locator("#upload-files input[type=file]").set_input_files(str(budget))
+    expect(page.locator("#upload-files")).to_contain_text("budsjettmote.md")
+    page.get_by_role("button", name="Legg til og oppdater indeksen").click()
+    result = page.get_by_label("Resultat")
+    expect(result).to_have_value(re.compile("budsjettmote.md: lagt til"), timeout=ANSWER_TIMEOUT)
+    expect(result).to_have_value(re.compile("Indeksen er oppdatert"))
+    expect(page.locator("#index-status")).to_contain_text("3 dokumenter")
+
+    answer = ask(page, "Hva foreslo formannskapet om gatelys?", "37 millioner kroner")
+    expect(answer).to_contain_text("budsjettmote.md")
+
+
+def test_out_of_scope_question_says_so_and_the_chat_clears(page: Page) -> None:
+    # Both our button and the Chatbot's own bin icon (also "Tøm samtalen" in Norwegian) reset everything.
+    for clear in (page.locator("#clear"), page.locator("#chatbot").get_by_role("button", name="Tøm samtalen")):
+        ask(page, "Hva er oppskriften på pepperkaker?", "Jeg fant ikke")
+        clear.click()
+        expect(page.locator("#chatbot .message")).to_have_count(0)
+        expect(page.locator("#citations")).to_be_hidden()
+        expect(page.locator("#viewer")).to_contain_text("Still et spørsmål")
+
+
+def test_markup_in_sources_shows_as_text_and_never_runs(page: Page, hostile: dict[str, str]) -> None:
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    answer = ask(page, hostile["question"], hostile["source"])
+    expect(answer).to_contain_text(hostile["payload"])
+    expect(page.locator("#viewer .doc")).to_contain_text(hostile["payload"])
+    assert page.locator("#chatbot img, #viewer img, #chatbot script, #viewer script").count() == 0
+    assert page.evaluate("window.__xss") is None
+    assert dialogs == []
+
+
+def test_phone_width_keeps_the_chat_usable(browser: Browser, server: str) -> None:
+    context = browser.new_context(viewport={"width": 400, "height": 800})
+    page = context.new_page()
+    page.goto(server)
+    ask(page, "Which ministers did KS meet?", "Erling Sande")
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 400
+    context.close()
+
+
+def test_screenshot(page: Page, tmp_path: Path) -> None:
+    ask(page, "Hva krevde KS om SLT?", SLT_EXTRACT)
+    expect(page.locator("#viewer #kilde-start")).to_be_visible()
+    out = Path(os.environ.get("SCREENSHOT_OUT") or tmp_path / "screenshot.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(out))
+    assert out.stat().st_size > 20_000
