@@ -48,14 +48,26 @@ class BuildReport:
         data["skipped"] = [asdict(s) for s in self.skipped]
         return data
 
-    def summary(self) -> str:
-        lines = [
-            f"{self.files_added} added, {self.files_changed} changed, {self.files_removed} removed, "
-            f"{self.files_unchanged} unchanged, {self.files_skipped} skipped files; "
-            f"{self.chunks_embedded} of {self.chunks_total} passages embedded in {self.seconds:.1f} s."
-        ]
-        lines += [f"  skipped {s.source}: {s.reason}" for s in self.skipped]
+    def summary(self, lang: str = "en") -> str:
+        """One summary for the CLI (English) and the page (Norwegian)."""
+        head, skipped = _SUMMARY[lang]
+        lines = [head.format(r=self, seconds=f"{self.seconds:.1f}")]
+        lines += [skipped.format(s=s) for s in self.skipped]
         return "\n".join(lines)
+
+
+_SUMMARY = {
+    "en": (
+        "{r.files_added} added, {r.files_changed} changed, {r.files_removed} removed, {r.files_unchanged} unchanged, "
+        "{r.files_skipped} skipped files; {r.chunks_embedded} of {r.chunks_total} passages embedded in {seconds} s.",
+        "  skipped {s.source}: {s.reason}",
+    ),
+    "no": (
+        "Indeksen er oppdatert: {r.files_added} nye, {r.files_changed} endrede, {r.files_removed} fjernede og "
+        "{r.files_unchanged} uendrede filer; {r.chunks_embedded} av {r.chunks_total} tekstbiter lagt inn på {seconds} s.",
+        "Hoppet over {s.source}: {s.reason}",
+    ),
+}
 
 
 def chunker_settings(settings: Settings) -> dict[str, object]:

@@ -393,16 +393,6 @@ def save_uploads(paths: Sequence[str], settings: Settings, replace: bool) -> tup
     return lines, changed
 
 
-def build_summary(report: BuildReport) -> str:
-    lines = [
-        f"Indeksen er oppdatert: {report.files_added} nye, {report.files_changed} endrede, "
-        f"{report.files_removed} fjernede og {report.files_unchanged} uendrede filer; "
-        f"{report.chunks_embedded} av {report.chunks_total} tekstbiter lagt inn på {report.seconds:.1f} s."
-    ]
-    lines += [f"Hoppet over {s.source}: {s.reason}" for s in report.skipped]
-    return "\n".join(lines)
-
-
 def _progress_reporter(progress: gr.Progress) -> Callable[[str, int, int], None]:
     def report(stage: str, done: int, total: int) -> None:
         desc = next((norwegian for prefix, norwegian in STAGES if stage.startswith(prefix)), stage)
@@ -463,7 +453,7 @@ def build_app(settings: Settings) -> gr.Blocks:
         lines, changed = save_uploads(files, settings, bool(replace))
         try:
             if changed or index_status(settings) is not None:
-                lines.append(build_summary(service.rebuild(_progress_reporter(progress))))
+                lines.append(service.rebuild(_progress_reporter(progress)).summary("no"))
         except Exception as exc:  # the files are saved; say why the index is not, never a traceback
             log.exception("rebuilding after upload failed")
             lines.append(f"Indeksen kunne ikke oppdateres: {exc}")
