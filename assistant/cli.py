@@ -15,6 +15,7 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--index", type=Path, help="index folder (default: index)")
     common.add_argument("--model", help="sentence-transformers id or path (default: the bundled e5)")
+    common.add_argument("--precision", choices=["int8", "fp32"], help="embedding precision (default: int8)")
     parser = argparse.ArgumentParser(prog="python -m assistant", description="Cited answers from meeting texts.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -45,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_env(
         index=args.index,
         model=args.model,
+        precision=args.precision,
         sources=getattr(args, "sources", None),
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),

@@ -73,7 +73,7 @@ class Fusion:
     lexical_english: float = 0.02
     lexical_norwegian: float = 0.10
     lexical_entity: float = 0.02
-    sentence_share: float = 0.5
+    sentence_share: float = 0.7
     adaptive: bool = True
 
     def lexical_weight(self, question: str) -> float:

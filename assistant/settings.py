@@ -25,6 +25,7 @@ class Settings:
     sources: Path = Path("source_texts")
     index: Path = Path("index")
     model: str = BUNDLED_MODEL
+    precision: str = "int8"  # "int8" (ONNX Runtime, fast) or "fp32" (PyTorch, the reference)
     cache_dir: Path = field(default_factory=_default_cache)
     query_prefix: str = "query: "
     passage_prefix: str = "passage: "
