@@ -205,9 +205,8 @@ def ensure_exported(model: str, cache_dir: Path) -> Path:
 def _export_in(work: Path, model: str, cache_dir: Path, source: str) -> None:
     """Export in a child process whose working folder is ``work``.
 
-    ONNX Runtime's quantizer drops a temporary model (hundreds of MB) into the
-    current folder when its shape inference gives up; a child keeps that out of
-    the user's folder and keeps PyTorch out of the serving process.
+    Keeps PyTorch and the export's memory out of the serving process, and any
+    temporary file a converter writes to its working folder out of the user's.
     """
     done = subprocess.run(
         [sys.executable, "-m", "assistant.embedding", model, str(cache_dir.resolve()), source, str(work)],

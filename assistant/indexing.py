@@ -82,6 +82,8 @@ def index_status(settings: Settings) -> str | None:
         return str(exc)
     if manifest.model != settings.model:
         return f"the index was built with {manifest.model}, the setting is {settings.model}"
+    if manifest.model_fingerprint != Embedder(settings).fingerprint:
+        return "the index was built with other weights or another precision"
     if manifest.chunker != chunker_settings(settings):
         return "the chunker settings changed"
     files, _ = scan_sources(settings.sources, int(settings.max_file_mb * 1e6))
