@@ -111,7 +111,7 @@ def answer(
     if len(cleaned) > max_chars:
         cleaned = cleaned[:max_chars]
         note = TEXTS[lang]["truncated"].format(n=max_chars)
-    search = retriever.run(cleaned, k=k, history=[_clean(h) for h in history if _clean(h)])
+    search = retriever.run(cleaned, k=k, history=[c for c in map(_clean, history) if c])
     hits = dedupe(search.hits)
     best = [float(search.sentence_scores(h).max()) for h in hits]
     result = Answer(question, is_answered(search, best, lang, thresholds), lang, hits=search.hits, note=note)
