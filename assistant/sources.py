@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .archive import UnsafeArchive, check_zip
+
 if TYPE_CHECKING:  # parsers load lazily, only when a file of their type is read
     from bs4.element import Tag
     from docx.table import Table
@@ -31,6 +33,7 @@ _BOMS = (
     (b"\xff\xfe", "utf-16"),
     (b"\xfe\xff", "utf-16"),
 )
+_WIDE = ("utf_16_le", "utf_16_be", "utf_32_le", "utf_32_be")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f\ufffd]")
 _MAX_GARBAGE = 0.01
 
@@ -186,7 +189,8 @@ def decode_text(data: bytes) -> str:
 
     Strict UTF-8 rarely succeeds by accident, so it goes first; Windows-1252 is
     the classic Norwegian Windows encoding; charset-normalizer only guesses
-    among the rest.
+    among the rest. Bytes with NULs are text only as UTF-16 or UTF-32, which
+    charset-normalizer also recognises without a byte order mark.
     """
     text = _decode(data)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -202,15 +206,18 @@ def _decode(data: bytes) -> str:
                 return data.decode(encoding)
             except UnicodeDecodeError as exc:
                 raise SourceError(f"cannot decode: invalid {encoding} after byte order mark") from exc
-    if b"\x00" in data:
-        raise SourceError("looks like binary data, not text")
+    from charset_normalizer import from_bytes
+
+    if b"\x00" in data:  # binary, or UTF-16/32 saved without a byte order mark
+        best = from_bytes(data, cp_isolation=list(_WIDE)).best()
+        if best is None:
+            raise SourceError("looks like binary data, not text")
+        return str(best)
     for encoding in ("utf-8", "cp1252"):
         try:
             return data.decode(encoding)
         except UnicodeDecodeError:
             pass
-    from charset_normalizer import from_bytes
-
     best = from_bytes(data).best()
     if best is None:
         raise SourceError("cannot decode: unknown text encoding")
@@ -226,6 +233,7 @@ _HTML_BLOCKS = frozenset(
     "table ul ol dl figure hr h1 h2 h3 h4 h5 h6 li".split()
 )
 _LINE_BREAK = "\x00"
+MAX_HTML_DEPTH = 200  # real pages nest a few dozen levels; the walk below recurses per level
 
 
 def html_to_text(html: str) -> str:
@@ -258,18 +266,20 @@ class _HtmlBlocks:
         self.buffer: list[str] = []
         self.prefix = ""
 
-    def walk(self, node: Tag) -> None:
+    def walk(self, node: Tag, depth: int = 0) -> None:
         from bs4.element import NavigableString, PreformattedString, Tag
 
+        if depth > MAX_HTML_DEPTH:
+            raise SourceError(f"the HTML is nested too deeply (more than {MAX_HTML_DEPTH} levels of elements)")
         for child in node.children:
             if isinstance(child, PreformattedString):  # comments, doctype, CDATA
                 continue
             if isinstance(child, NavigableString):
                 self.buffer.append(str(child))
             elif isinstance(child, Tag):
-                self._tag(child)
+                self._tag(child, depth + 1)
 
-    def _tag(self, tag: Tag) -> None:
+    def _tag(self, tag: Tag, depth: int) -> None:
         name = tag.name
         if name == "br":
             self.buffer.append(_LINE_BREAK)
@@ -277,14 +287,14 @@ class _HtmlBlocks:
         if name in ("td", "th"):
             self.buffer.append(" | " if self.buffer and "".join(self.buffer).strip() else "")
         if name not in _HTML_BLOCKS:
-            self.walk(tag)
+            self.walk(tag, depth)
             return
         self.flush()
         if name == "li":
             self.prefix = _list_mark(tag)
         elif len(name) == 2 and name[0] == "h" and name[1].isdigit():
             self.prefix = "#" * int(name[1]) + " "
-        self.walk(tag)
+        self.walk(tag, depth)
         self.flush()
 
     def flush(self) -> None:
@@ -309,6 +319,10 @@ def _docx_text(data: bytes) -> tuple[str, tuple[int, ...]]:
     import docx
     from docx.table import Table
 
+    try:
+        check_zip(data)
+    except UnsafeArchive as exc:
+        raise SourceError(f"refused: {exc}") from exc
     document = docx.Document(io.BytesIO(data))
     paragraphs: list[str] = []
     for block in document.iter_inner_content():
