@@ -74,6 +74,12 @@ def test_decode_utf16_with_bom() -> None:
     assert decode_text("Tromsø\r\nAlta".encode("utf-16")) == "Tromsø\nAlta"
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_decode_utf16_without_bom(encoding: str) -> None:
+    text = "Kommunestyret i Bodø vedtok budsjettet.\r\nKS møtte regjeringen 26. april."
+    assert decode_text(text.encode(encoding)) == text.replace("\r\n", "\n")
+
+
 def test_decode_rejects_binary() -> None:
     with pytest.raises(SourceError, match="binary"):
         decode_text(bytes(range(256)) * 4)
@@ -194,6 +200,16 @@ def test_read_html_keeps_main_text_only(tmp_path: Path) -> None:
     for absent in ("skripttekst", "Meny", "Toppfelt", "Bunntekst", "Utenfor main", "color"):
         assert absent not in doc.text
     assert doc.unit == "line"
+
+
+def test_deeply_nested_html_is_refused_with_a_clear_reason(tmp_path: Path) -> None:
+    path = tmp_path / "dyp.html"
+    path.write_text("<html><body>" + "<div>" * 5000 + "tekst" + "</div>" * 5000 + "</body></html>", encoding="utf-8")
+    with pytest.raises(SourceError, match=r"dyp\.html: the HTML is nested too deeply \(more than 200 levels") as caught:
+        _read(path)
+    assert "recursion" not in str(caught.value)
+    path.write_text("<html><body>" + "<div>" * 150 + "tekst" + "</div>" * 150 + "</body></html>", encoding="utf-8")
+    assert _read(path).text == "tekst"
 
 
 def test_read_html_in_windows_1252(tmp_path: Path) -> None:
