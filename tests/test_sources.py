@@ -8,14 +8,8 @@ import docx
 import pytest
 
 from assistant.chunking import chunk_document
-from assistant.sources import (
-    Document,
-    SourceError,
-    SourceFile,
-    decode_text,
-    read_document,
-    scan_sources,
-)
+from assistant.formats import MAX_HTML_ELEMENTS, decode_text
+from assistant.sources import Document, SourceError, SourceFile, read_document, scan_sources
 
 
 def _file(path: Path, root: Path | None = None) -> SourceFile:
@@ -210,6 +204,13 @@ def test_deeply_nested_html_is_refused_with_a_clear_reason(tmp_path: Path) -> No
     assert "recursion" not in str(caught.value)
     path.write_text("<html><body>" + "<div>" * 150 + "tekst" + "</div>" * 150 + "</body></html>", encoding="utf-8")
     assert _read(path).text == "tekst"
+
+
+def test_html_with_too_many_elements_is_refused_with_a_clear_reason(tmp_path: Path) -> None:
+    path = tmp_path / "bred.html"
+    path.write_text("<html><body><p>" + "<i></i>" * MAX_HTML_ELEMENTS + "tekst</p></body></html>", encoding="utf-8")
+    with pytest.raises(SourceError, match=r"bred\.html: the HTML has more than 200,000 elements"):
+        _read(path)
 
 
 def test_read_html_in_windows_1252(tmp_path: Path) -> None:
