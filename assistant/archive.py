@@ -6,9 +6,9 @@ laughs) or read local files (external entities). Sizes and compression ratios
 are judged from the zip directory first, so a bomb is refused before anything is
 unpacked. Every member is then streamed under a hard byte cap, because the
 directory can lie, and XML members go through defusedxml on the way, without
-building a tree. Elements are counted too: the document parser costs about
-250 bytes and up to 30 µs per element (bench/README.md), so a small part made of
-millions of empty paragraphs would otherwise stall a build.
+building a tree. Elements are counted too: python-docx costs about 450 bytes
+and up to 40 µs per element (bench/README.md), so a 3 MB file of empty
+paragraphs would otherwise keep a build busy for half a minute.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class ZipLimits:
     total_bytes: int = 100_000_000
     ratio: int = 100
     members: int = 10_000
-    xml_elements: int = 500_000  # hundreds of pages of Word output; a parse of about 15 s at worst
+    xml_elements: int = 250_000  # several hundred pages of Word output; about 9 s for python-docx at worst
 
 
 class UnsafeArchive(ValueError):

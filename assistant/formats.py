@@ -85,7 +85,7 @@ _HTML_BLOCKS = frozenset(
 )
 _LINE_BREAK = "\x00"
 MAX_HTML_DEPTH = 200  # real pages nest a few dozen levels; the walk below recurses per level
-MAX_HTML_ELEMENTS = 200_000  # a long report has tens of thousands; BeautifulSoup takes about 8 s for this many
+MAX_HTML_ELEMENTS = 100_000  # a long report has tens of thousands; BeautifulSoup takes about 4 s over this many
 _TOO_DEEP = f"the HTML is nested too deeply (more than {MAX_HTML_DEPTH} levels of elements)"
 
 
