@@ -71,23 +71,19 @@ def _check_directory(members: list[zipfile.ZipInfo], limits: ZipLimits) -> None:
 
 
 def _stream_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ZipLimits, elements: int) -> int:
-    """Read one member in blocks, never past its declared size or the cap; returns the XML elements so far."""
+    """Read one member in blocks, never past its declared size; returns the XML elements counted so far."""
     with archive.open(info) as member:
         block = member.read(BLOCK)
-        counter = _Counter(info.filename, elements, limits.xml_elements) if _looks_like_xml(info.filename, block) else None
-        parser = _xml_parser(counter) if counter is not None else None
+        xml = _XmlCheck(info.filename, elements, limits.xml_elements) if _looks_like_xml(info.filename, block) else None
         unpacked = 0
         while block:
             unpacked += len(block)
             if unpacked > info.file_size:  # zipfile stops there itself; this does not rely on it
                 raise UnsafeArchive(f"{info.filename} unpacks to more than the {_mb(info.file_size)} its zip entry declares")
-            if parser is not None:
-                _parse(info.filename, parser.feed, block)
+            if xml is not None:
+                xml.feed(block)
             block = member.read(BLOCK)
-    if parser is None or counter is None:  # not XML
-        return elements
-    _parse(info.filename, parser.close)
-    return counter.elements
+    return xml.finish() if xml is not None else elements
 
 
 def _looks_like_xml(name: str, head: bytes) -> bool:
@@ -99,35 +95,41 @@ def _looks_like_xml(name: str, head: bytes) -> bool:
     return head.lstrip().startswith((b"<", b"\x00<"))
 
 
-def _xml_parser(target: _Counter):
-    """defusedxml's expat parser: no DTD, no entities, no external references, and no tree built."""
-    from defusedxml.ElementTree import DefusedXMLParser
+class _XmlCheck:
+    """defusedxml's expat parser, fed block by block, with this object as its target: it counts and keeps nothing.
 
-    return DefusedXMLParser(target=target, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-
-
-def _parse(name: str, step: Callable[..., object], *block: bytes) -> None:
-    from defusedxml import DefusedXmlException
-
-    try:
-        step(*block)
-    except DefusedXmlException as exc:
-        raise UnsafeArchive(
-            f"{name} declares a DTD or XML entities ({type(exc).__name__}); Word files never do, and entities "
-            "can expand to gigabytes (billion laughs) or read local files"
-        ) from exc
-    except SyntaxError as exc:  # xml.etree's ParseError
-        raise UnsafeArchive(f"{name} is not well-formed XML ({exc})") from exc
-
-
-class _Counter:
-    """The parser's target: counts elements and keeps nothing."""
+    Refused: any DTD, entity declaration or external reference, malformed XML, too many elements.
+    """
 
     def __init__(self, name: str, elements: int, limit: int) -> None:
+        from defusedxml.ElementTree import DefusedXMLParser
+
         self.name = name
         self.elements = elements
         self.limit = limit
+        self._parser = DefusedXMLParser(target=self, forbid_dtd=True, forbid_entities=True, forbid_external=True)
 
+    def feed(self, block: bytes) -> None:
+        self._guarded(self._parser.feed, block)
+
+    def finish(self) -> int:
+        self._guarded(self._parser.close)
+        return self.elements
+
+    def _guarded(self, step: Callable[..., object], *block: bytes) -> None:
+        from defusedxml import DefusedXmlException
+
+        try:
+            step(*block)
+        except DefusedXmlException as exc:
+            raise UnsafeArchive(
+                f"{self.name} declares a DTD or XML entities ({type(exc).__name__}); Word files never do, and "
+                "entities can expand to gigabytes (billion laughs) or read local files"
+            ) from exc
+        except SyntaxError as exc:  # xml.etree's ParseError
+            raise UnsafeArchive(f"{self.name} is not well-formed XML ({exc})") from exc
+
+    # the parser's target interface
     def start(self, tag: str, attrs: dict[str, str]) -> None:
         self.elements += 1
         if self.elements > self.limit:
