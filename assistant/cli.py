@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args, settings)
-    except (StoreError, ModelError, FileNotFoundError, ValueError) as exc:
+    except (StoreError, ModelError, OSError, ValueError) as exc:  # OSError: a full disk or a missing folder
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

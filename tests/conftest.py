@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -89,3 +93,33 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# ---- full disks ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def small_disk(point: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of the given size at point, to fill up; the test is skipped, saying why, where mounting is not allowed."""
+    point.mkdir(parents=True, exist_ok=True)
+    if shutil.which("mount") is None:
+        reason = "no `mount` command"
+    else:
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True, text=True
+        )
+        reason = (done.stderr.strip() or f"mount exited with {done.returncode}") if done.returncode else ""
+    if reason:
+        message = f"full-disk test not run: cannot mount a small tmpfs ({reason})"
+        print(message, file=sys.stderr)
+        pytest.skip(message)
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "--lazy", str(point)], check=False)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path) -> Iterator[Path]:
+    with small_disk(tmp_path / "disk", "4m") as point:
+        yield point

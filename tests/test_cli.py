@@ -3,16 +3,42 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from tests.conftest import CORPUS, small_disk
+from tests.hostile import fill_disk, zip_bomb_docx
+
 pytestmark = pytest.mark.slow
+
+# Runs `python -m assistant ...` and reports that child's own peak RSS. A small launcher, because a
+# child's ru_maxrss also counts the memory of the process it was started from (until exec).
+MEASURED = (
+    "import os, sys\n"
+    "pid = os.posix_spawn(sys.executable, [sys.executable, '-m', 'assistant', *sys.argv[1:]], os.environ)\n"
+    "_, status, usage = os.wait4(pid, 0)\n"
+    "print(f'peak_rss_kb {usage.ru_maxrss}', file=sys.stderr)\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "assistant", *args], capture_output=True, text=True, timeout=300)
+
+
+def _measured_build(sources: Path, index: Path) -> tuple[dict, int]:
+    """The build's JSON summary and its peak RSS in kB."""
+    out = subprocess.run(
+        [sys.executable, "-c", MEASURED, "build", "--json", "--sources", str(sources), "--index", str(index)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    peak = int(out.stderr.rsplit("peak_rss_kb ", 1)[1].split()[0])
+    return json.loads(out.stdout), peak
 
 
 def test_ask_json(built):
@@ -51,3 +77,45 @@ def test_corrupt_index_says_how_to_fix_it(built, tmp_path):
     assert out.returncode == 2
     assert "damaged" in out.stderr and "python -m assistant build" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_zip_bomb_is_skipped_and_the_build_stays_within_memory(tmp_path):
+    normal, bombed = tmp_path / "normal", tmp_path / "bombed"
+    shutil.copytree(CORPUS, normal)
+    shutil.copytree(CORPUS, bombed)
+    bomb = zip_bomb_docx(bombed / "bombe.docx", unpacked_mb=300)
+    assert bomb.stat().st_size < 2_000_000
+
+    _, normal_kb = _measured_build(normal, tmp_path / "normal-index")
+    report, bombed_kb = _measured_build(bombed, tmp_path / "bombed-index")
+    print(f"peak RSS: normal build {normal_kb // 1024} MB, with a 300 MB zip bomb {bombed_kb // 1024} MB")
+    reasons = {s["source"]: s["reason"] for s in report["skipped"]}
+    assert "word/document.xml unpacks to 300 MB, more than the limit of 50 MB" in reasons["bombe.docx"]
+    assert report["files_added"] == len(list(CORPUS.iterdir()))
+    assert bombed_kb - normal_kb < 1024 * 1024
+
+
+@pytest.mark.parametrize("free_kb", [0, 128])
+def test_a_build_on_a_full_disk_prints_one_line_and_the_old_index_answers(built, tmp_path, free_kb):
+    """With no space at all the lock fails; with a little, saving the new generation does."""
+    sources = tmp_path / "texts"
+    shutil.copytree(built.sources, sources)
+    (sources / "nytt.md").write_text("# Nytt\n\nKommunestyret vedtok en ny svømmehall.\n", encoding="utf-8")
+    with small_disk(tmp_path / "disk", "2m") as disk:
+        index = disk / "index"
+        shutil.copytree(built.index, index)
+        before = sorted(p.name for p in index.iterdir())
+        fill_disk(disk, leave=free_kb * 1024)
+
+        out = _run("build", "--sources", str(sources), "--index", str(index))
+        assert out.returncode == 2
+        assert "Traceback" not in out.stderr
+        errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+        assert errors == [out.stderr.strip().splitlines()[-1]]
+        assert errors[0].startswith(f"error: not enough disk space in '{index}'")
+        assert "previous index is unchanged" in errors[0]
+        assert sorted(p.name for p in index.iterdir()) == before
+
+        answer = _run("ask", "Hva krevde KS om SLT?", "--json", "--index", str(index))
+        assert answer.returncode == 0, answer.stderr
+        assert "tiltaksplan for å styrke SLT-samarbeidet" in json.loads(answer.stdout)["hits"][0]["text"]

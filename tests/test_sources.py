@@ -8,14 +8,8 @@ import docx
 import pytest
 
 from assistant.chunking import chunk_document
-from assistant.sources import (
-    Document,
-    SourceError,
-    SourceFile,
-    decode_text,
-    read_document,
-    scan_sources,
-)
+from assistant.formats import MAX_HTML_ELEMENTS, decode_text
+from assistant.sources import Document, SourceError, SourceFile, read_document, scan_sources
 
 
 def _file(path: Path, root: Path | None = None) -> SourceFile:
@@ -72,6 +66,12 @@ def test_decode_windows_1252_with_crlf() -> None:
 
 def test_decode_utf16_with_bom() -> None:
     assert decode_text("Tromsø\r\nAlta".encode("utf-16")) == "Tromsø\nAlta"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le"])
+def test_decode_utf16_and_utf32_without_bom(encoding: str) -> None:
+    text = "Kommunestyret i Bodø vedtok budsjettet.\r\nKS møtte regjeringen 26. april."
+    assert decode_text(text.encode(encoding)) == text.replace("\r\n", "\n")
 
 
 def test_decode_rejects_binary() -> None:
@@ -194,6 +194,23 @@ def test_read_html_keeps_main_text_only(tmp_path: Path) -> None:
     for absent in ("skripttekst", "Meny", "Toppfelt", "Bunntekst", "Utenfor main", "color"):
         assert absent not in doc.text
     assert doc.unit == "line"
+
+
+def test_deeply_nested_html_is_refused_with_a_clear_reason(tmp_path: Path) -> None:
+    path = tmp_path / "dyp.html"
+    path.write_text("<html><body>" + "<div>" * 5000 + "tekst" + "</div>" * 5000 + "</body></html>", encoding="utf-8")
+    with pytest.raises(SourceError, match=r"dyp\.html: the HTML is nested too deeply \(more than 200 levels") as caught:
+        _read(path)
+    assert "recursion" not in str(caught.value)
+    path.write_text("<html><body>" + "<div>" * 150 + "tekst" + "</div>" * 150 + "</body></html>", encoding="utf-8")
+    assert _read(path).text == "tekst"
+
+
+def test_html_with_too_many_elements_is_refused_with_a_clear_reason(tmp_path: Path) -> None:
+    path = tmp_path / "bred.html"
+    path.write_text("<html><body><p>" + "<i></i>" * MAX_HTML_ELEMENTS + "tekst</p></body></html>", encoding="utf-8")
+    with pytest.raises(SourceError, match=rf"bred\.html: the HTML has more than {MAX_HTML_ELEMENTS:,} elements"):
+        _read(path)
 
 
 def test_read_html_in_windows_1252(tmp_path: Path) -> None:
