@@ -21,6 +21,7 @@ from .meetings import Meeting, describe
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".docx", ".pdf")
 SIDECAR = ".meta.yaml"
+TRASH = ".trash"  # removed documents wait here, unindexed, to be restored
 MAX_SIDECAR_BYTES = 64_000
 
 _TEXT_SUFFIXES = (".txt", ".md", ".markdown")
@@ -87,6 +88,8 @@ def _walk(root: Path, folder: Path, max_bytes: int, files: list[SourceFile], ski
                 skipped.append(Skipped(source, "metadata file without a document beside it"))
             continue
         if path.is_dir():
+            if folder == root and path.name == TRASH:
+                continue
             reason = _folder_skip_reason(path)
             if reason:
                 skipped.append(Skipped(source + "/", reason))

@@ -101,10 +101,21 @@ class StoredIndex:
     by_source: dict[str, list[int]] = field(default_factory=dict)
     meetings: dict[str, Meeting] = field(default_factory=dict)  # per source: what meeting it records
     places: frozenset[str] = frozenset()  # the places the meetings belong to, which a question may name
+    lists: dict[int, tuple[int, ...]] = field(default_factory=dict)  # bullet -> every item of its list
 
     def __post_init__(self) -> None:
         for i, chunk in enumerate(self.chunks):
             self.by_source.setdefault(chunk.source, []).append(i)
+        for ids in self.by_source.values():
+            run: list[int] = []
+            for i in [*ids, -1]:
+                chunk = self.chunks[i] if i >= 0 else None
+                if run and (chunk is None or chunk.kind != "bullet" or chunk.lead_in != self.chunks[run[-1]].lead_in):
+                    if len(run) > 1:
+                        self.lists.update({j: tuple(run) for j in run})
+                    run = []
+                if chunk is not None and chunk.kind == "bullet":
+                    run.append(i)
         self.meetings = {s: Meeting.from_json(meta.get("meeting")) for s, meta in self.manifest.sources.items()}  # type: ignore[arg-type]
         self.places = place_names(self.meetings.values())
 

@@ -46,6 +46,35 @@ def retriever(built):
     return Retriever.load(built.index)
 
 
+BANK = ROOT / "tests" / "eval"
+
+
+@pytest.fixture(scope="session")
+def bank_settings(tmp_path_factory):
+    """The evaluation bank's ten meeting texts (tests/eval/texts plus the real one), built once, as `make eval` does."""
+    from assistant import Settings, build_index
+
+    work = tmp_path_factory.mktemp("bank")
+    sources = work / "sources"
+    shutil.copytree(BANK / "texts", sources)
+    for path in CORPUS.iterdir():
+        shutil.copy(path, sources / path.name)
+    settings = Settings.from_env(sources=sources, index=work / "index")
+    build_index(settings, progress=lambda *_: None)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def bank_retriever(bank_settings):
+    from datetime import date
+
+    from assistant import Retriever
+
+    retriever = Retriever.load(bank_settings.index)
+    retriever.today = lambda: date(2026, 11, 27)  # "i fjor" means 2025 in these tests, whenever they run
+    return retriever
+
+
 @pytest.fixture(scope="session")
 def dev_questions() -> list[dict]:
     if not DEV_SET.is_file():

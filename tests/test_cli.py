@@ -26,8 +26,10 @@ MEASURED = (
 )
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "assistant", *args], capture_output=True, text=True, timeout=300)
+def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run([sys.executable, "-m", "assistant", *args], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 or not check, out.stderr
+    return out
 
 
 def _measured_build(sources: Path, index: Path) -> tuple[dict, int]:
@@ -47,7 +49,8 @@ def test_ask_json(built):
     data = json.loads(out.stdout)
     assert data["found"] is True
     assert 1 <= len(data["hits"]) <= 3
-    assert set(data["hits"][0]) == {"text", "source", "start_line", "end_line", "score"}
+    assert {"text", "source", "start_line", "end_line", "score", "title", "date", "kind"} <= set(data["hits"][0])
+    assert {"number", "text", "highlight", "source", "start_line", "end_line", "title", "date"} <= set(data["citations"][0])
     assert "tiltaksplan for å styrke SLT-samarbeidet" in data["hits"][0]["text"]
     assert "linje 17" in data["markdown"]
 
@@ -56,11 +59,11 @@ def test_ask_plain_text_marks_the_sentence(built):
     out = _run("ask", "What did KS demand on SLT?", "--index", str(built.index))
     assert out.returncode == 0, out.stderr
     assert "»KS foreslår at vi sammen utarbeider en tiltaksplan" in out.stdout
-    assert "ks-konsultasjonsmote-2024-04-26.txt, line 17" in out.stdout
+    assert "KS konsultasjonsmøte 26.04.2024, line 17" in out.stdout
 
 
 def test_missing_index_says_how_to_fix_it(tmp_path):
-    out = _run("ask", "Hva?", "--index", str(tmp_path / "none"))
+    out = _run("ask", "Hva?", "--index", str(tmp_path / "none"), check=False)
     assert out.returncode == 2
     assert "python -m assistant build" in out.stderr
     assert "Traceback" not in out.stderr
@@ -73,7 +76,7 @@ def test_corrupt_index_says_how_to_fix_it(built, tmp_path):
     shutil.copytree(built.index, broken)
     generation = (broken / "CURRENT").read_text().strip()
     (broken / generation / "vectors.npy").write_bytes(b"garbage")
-    out = _run("ask", "Hva?", "--index", str(broken))
+    out = _run("ask", "Hva?", "--index", str(broken), check=False)
     assert out.returncode == 2
     assert "damaged" in out.stderr and "python -m assistant build" in out.stderr
     assert "Traceback" not in out.stderr
@@ -107,7 +110,7 @@ def test_a_build_on_a_full_disk_prints_one_line_and_the_old_index_answers(built,
         before = sorted(p.name for p in index.iterdir())
         fill_disk(disk, leave=free_kb * 1024)
 
-        out = _run("build", "--sources", str(sources), "--index", str(index))
+        out = _run("build", "--sources", str(sources), "--index", str(index), check=False)
         assert out.returncode == 2
         assert "Traceback" not in out.stderr
         errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
@@ -119,3 +122,24 @@ def test_a_build_on_a_full_disk_prints_one_line_and_the_old_index_answers(built,
         answer = _run("ask", "Hva krevde KS om SLT?", "--json", "--index", str(index))
         assert answer.returncode == 0, answer.stderr
         assert "tiltaksplan for å styrke SLT-samarbeidet" in json.loads(answer.stdout)["hits"][0]["text"]
+
+
+def test_documents_json_lists_meetings_skipped_files_and_trash(built):
+    out = _run("documents", "--json", "--index", str(built.index), "--sources", str(built.sources))
+    listed = json.loads(out.stdout)
+    [doc] = listed["documents"]
+    assert doc["source"] == "ks-konsultasjonsmote-2024-04-26.txt" and doc["title"] == "KS konsultasjonsmøte 26.04.2024"
+    assert (doc["date"], doc["kind"], doc["passages"]) == ("2024-04-26", "konsultasjonsmøte", 23)
+    assert doc["origins"]["date"] == "file name" and doc["added"]
+    assert listed["skipped"] == [] and listed["trash"] == []
+
+
+def test_ask_filters_and_meeting_fields(built):
+    out = _run("ask", "Hva krevde KS om SLT?", "--json", "--kind", "konsultasjonsmøte", "--index", str(built.index))
+    data = json.loads(out.stdout)
+    assert data["found"] and data["citations"][0]["title"] == "KS konsultasjonsmøte 26.04.2024"
+    assert data["hits"][0]["date"] == "2024-04-26" and data["hits"][0]["source"].endswith(".txt")
+    none = json.loads(_run("ask", "Hva krevde KS om SLT?", "--json", "--kind", "fylkesting", "--index", str(built.index)).stdout)
+    assert not none["found"] and none["citations"] == [] and none["hits"] == []
+    bad = _run("ask", "SLT", "--after", "i fjor", "--index", str(built.index), check=False)
+    assert bad.returncode == 2 and "after must be a date" in bad.stderr and "Traceback" not in bad.stderr

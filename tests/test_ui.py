@@ -30,7 +30,7 @@ from tests.conftest import small_disk
 from tests.hostile import fill_disk, zip_bomb_docx
 
 SLT_EXTRACT = "tiltaksplan for å styrke SLT-samarbeidet"
-SLT_CITATION = "ks-konsultasjonsmote-2024-04-26.txt, linje 17"
+SLT_CITATION = "KS konsultasjonsmøte 26.04.2024, linje 17"
 SWIMMING_FACT = "Kommunestyret i Eksempelby vedtok 14. mars å bygge en ny svømmehall til 212 millioner kroner."
 
 
