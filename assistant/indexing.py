@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .chunking import Chunk, chunk_document, sentence_spans
 from .embedding import Embedder
-from .lexical import LexicalIndex
+from .bm25 import LexicalIndex
 from .settings import Settings
 from .sources import Skipped, SourceError, read_document, scan_sources
 from .store import Manifest, StoreError, StoredIndex, build_lock, load_index, read_manifest, save_index

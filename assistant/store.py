@@ -26,7 +26,7 @@ import faiss
 import numpy as np
 
 from .chunking import Chunk
-from .lexical import LexicalIndex
+from .bm25 import LexicalIndex
 from .meetings import Meeting, place_names
 
 FORMAT_VERSION = 2

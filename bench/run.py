@@ -38,7 +38,8 @@ from assistant import embedding, store  # noqa: E402
 from assistant.answer import answer  # noqa: E402
 from assistant.chunking import Chunk, split_sentences  # noqa: E402
 from assistant.indexing import background_texts  # noqa: E402
-from assistant.lexical import LexicalIndex, analyze, bm25_weights  # noqa: E402
+from assistant.bm25 import LexicalIndex, bm25_weights  # noqa: E402
+from assistant.lexical import analyze  # noqa: E402
 from assistant.retrieval import CANDIDATES, Retriever  # noqa: E402
 from assistant.settings import Settings  # noqa: E402
 

@@ -8,10 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from assistant.bm25 import MATRIX_FILE, VOCAB_FILE, LexicalIndex
 from assistant.lexical import (
-    MATRIX_FILE,
-    VOCAB_FILE,
-    LexicalIndex,
     analyze,
     is_dictionary_word,
     looks_norwegian,

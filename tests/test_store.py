@@ -11,7 +11,7 @@ import pytest
 
 from assistant import store
 from assistant.chunking import Chunk
-from assistant.lexical import LexicalIndex
+from assistant.bm25 import LexicalIndex
 from assistant.store import FIX, Manifest, StoreError, WriteError, build_lock, load_index, make_dense_index, save_index
 from tests.hostile import fill_disk
 
