@@ -159,9 +159,8 @@ def whole_lists(hits: Sequence[Hit], search: Search, several: bool) -> list[Hit]
     first, unless the question asked for a list). A hit that only repeats the
     list's lead-in goes, since the lead-in is shown above them.
     """
-    lists = search.stored.lists
     for rank, hit in enumerate(hits):
-        members = lists.get(hit.chunk_id)
+        members = search.stored.list_of(hit.chunk_id)
         if not members:
             continue
         top = [h.sentence for h in hits[:3] if h.chunk_id in members]
@@ -173,7 +172,7 @@ def whole_lists(hits: Sequence[Hit], search: Search, several: bool) -> list[Hit]
         items = [item for item in items if item.sentence >= best - LIST_MARGIN or item.chunk_id == hit.chunk_id]
         if not several:
             items = [hit, *(item for item in items if item.chunk_id != hit.chunk_id)]
-        lead_in = search.stored.chunks[members[0]].lead_in
+        lead_in = search.stored.chunks_at(members[:1])[0].lead_in
         rest = [h for h in hits if h.chunk_id not in members and " ".join(h.text.split()) != lead_in]
         at = sum(1 for h in hits[: hits.index(hit)] if h in rest)
         return [*rest[:at], *items, *rest[at:]]

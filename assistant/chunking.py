@@ -12,6 +12,7 @@ passage instead of being pasted into it, and every sentence knows its lines.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,17 @@ class Chunk:
         """Context travels with the passage so a question can match the heading or speaker too."""
         speaker = self.speaker if self.speaker not in self.text else ""
         return "\n".join(part for part in (self.heading, self.lead_in, self.text, speaker) if part)
+
+
+def text_key(text: str) -> str:
+    """A text's key in the embedding cache: the same text is embedded once, whichever passage holds it."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def sentence_texts(chunk: Chunk) -> list[str]:
+    """The sentences of a multi-sentence chunk, each embedded alone; a one-sentence chunk reuses its chunk vector."""
+    spans = sentence_spans(chunk.text)
+    return [chunk.text[a:b] for a, b in spans] if len(spans) > 1 else []
 
 
 # --- sentences -------------------------------------------------------------

@@ -17,7 +17,8 @@ from .settings import Settings
 from .sources import SIDECAR, TRASH, Skipped, scan_sources
 
 __all__ = ["TRASH", "DocumentError", "DocumentInfo", "Inventory", "inventory", "remove", "restore", "trashed"]
-from .store import StoreError, read_manifest
+from .backends import read_manifest
+from .store import StoreError
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class DocumentError(ValueError):
 
 def inventory(settings: Settings) -> Inventory:
     try:
-        manifest = read_manifest(settings.index)
+        manifest = read_manifest(settings)
         sources = manifest.sources
     except StoreError:
         sources = {}

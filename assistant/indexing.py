@@ -7,22 +7,22 @@ re-chunked and only chunks whose embedded text is new are embedded.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from importlib import resources
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .chunking import Chunk, chunk_document, sentence_spans
-from .embedding import Embedder
+from .backends import Backend, Generation, open_backend, read_manifest
 from .bm25 import LexicalIndex
+from .chunking import Chunk, chunk_document, sentence_texts, text_key
+from .embedding import Embedder
 from .settings import Settings
 from .sources import Skipped, SourceError, read_document, scan_sources
-from .store import Manifest, StoreError, StoredIndex, build_lock, load_index, read_manifest, save_index
+from .store import Manifest, StoreError
 
 CHUNKER_VERSION = 2
 EMBED_BATCH = 256
@@ -84,7 +84,7 @@ def chunker_settings(settings: Settings) -> dict[str, object]:
 def index_status(settings: Settings) -> str | None:
     """Why the index needs a (re)build, or None when it is current with sources and model."""
     try:
-        manifest = read_manifest(settings.index)
+        manifest = read_manifest(settings)
     except StoreError as exc:
         return str(exc)
     if manifest.model != settings.model:
@@ -105,13 +105,15 @@ def build_index(settings: Settings, full: bool = False, progress: Progress | Non
     """Scan, diff, chunk, embed what is new, and save a new generation atomically."""
     started = time.perf_counter()
     notify = progress or _ConsoleProgress()
-    with build_lock(settings.index, on_wait=lambda who: notify(f"waiting for the build lock ({who})", 0, 0)):
+    backend = open_backend(settings)
+    with backend.lock(on_wait=lambda who: notify(f"waiting for the build lock ({who})", 0, 0)):
         embedder = Embedder(settings)
-        previous = None if full else _reusable(settings, embedder)
+        previous = None if full else _reusable(settings, embedder, backend)
         files, skipped = scan_sources(settings.sources, int(settings.max_file_mb * 1e6))
         report = BuildReport(skipped=list(skipped))
         old_sources = previous.manifest.sources if previous else {}
         chunks: list[Chunk] = []
+        fresh: set[str] = set()  # documents whose passages are written anew: added, changed or relabelled
         sources: dict[str, dict[str, object]] = {}
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         for n, file in enumerate(files, 1):
@@ -128,6 +130,7 @@ def build_index(settings: Settings, full: bool = False, progress: Progress | Non
                     report.skipped.append(Skipped(file.source, str(exc)))
                     continue
                 report.notes.extend(Skipped(file.source, note) for note in doc.notes)
+                fresh.add(file.source)
                 meeting = doc.meeting.to_json()
                 if same_text:
                     report.files_relabelled += 1  # only the sidecar changed: same chunks, new meeting
@@ -136,7 +139,7 @@ def build_index(settings: Settings, full: bool = False, progress: Progress | Non
                 else:
                     report.files_added += 1
             if same_text:
-                new_chunks = [previous.chunks[i] for i in previous.by_source.get(file.source, [])]  # type: ignore[union-attr]
+                new_chunks = previous.document_chunks(file.source)  # type: ignore[union-attr]
             else:
                 new_chunks = chunk_document(doc, settings.max_chunk_chars)
             sources[file.source] = {
@@ -151,7 +154,8 @@ def build_index(settings: Settings, full: bool = False, progress: Progress | Non
         report.files_removed = len(set(old_sources) - set(sources))
         report.files_skipped = len(report.skipped)
 
-        arrays, report.chunks_embedded = _all_vectors(chunks, embedder, previous, notify)
+        writing = chunks if previous is None or not backend.keeps_unchanged else [c for c in chunks if c.source in fresh]
+        arrays, report.chunks_embedded = _all_vectors(writing, embedder, previous, notify)
         notify("indexing words", 0, 0)
         lexical = LexicalIndex.build([c.embed_text for c in chunks])
         manifest = Manifest(
@@ -162,16 +166,16 @@ def build_index(settings: Settings, full: bool = False, progress: Progress | Non
             sources=sources,
             built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         )
-        save_index(settings.index, manifest, chunks, arrays, lexical)
+        backend.save(manifest, chunks, arrays, lexical, previous, frozenset(fresh))
     report.chunks_total = len(chunks)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _reusable(settings: Settings, embedder: Embedder) -> StoredIndex | None:
+def _reusable(settings: Settings, embedder: Embedder, backend: Backend) -> Generation | None:
     """The current index if its chunks and vectors can be reused, else None (full rebuild)."""
     try:
-        previous = load_index(settings.index)
+        previous = backend.load()
     except StoreError:
         return None
     m = previous.manifest
@@ -182,34 +186,23 @@ def _reusable(settings: Settings, embedder: Embedder) -> StoredIndex | None:
     return previous
 
 
-def _text_key(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
-
-
 def background_texts() -> list[str]:
     """Generic off-topic passages shipped with the package; see answer.decline_features."""
     raw = resources.files("assistant").joinpath("data/background.txt").read_text(encoding="utf-8")
     return [line.strip() for line in raw.splitlines() if line.strip() and not line.startswith("#")]
 
 
-def _sentence_texts(chunk: Chunk) -> list[str]:
-    """The sentences of a multi-sentence chunk; a one-sentence chunk reuses its chunk vector."""
-    spans = sentence_spans(chunk.text)
-    return [chunk.text[a:b] for a, b in spans] if len(spans) > 1 else []
-
-
-def _cache_from(previous: StoredIndex | None) -> dict[str, np.ndarray]:
-    """The current index is the embedding cache: text hash -> vector, for chunks and sentences."""
+def _cache_from(previous: Generation | None, chunks: Sequence[Chunk]) -> dict[str, np.ndarray]:
+    """The current index is the embedding cache: text key -> vector, for passages, sentences and background."""
     cache: dict[str, np.ndarray] = {}
     if previous is None:
         return cache
-    for i, chunk in enumerate(previous.chunks):
-        cache[_text_key(chunk.embed_text)] = previous.vectors[i]
-        first = int(previous.sentence_offsets[i])
-        for j, text in enumerate(_sentence_texts(chunk)):
-            cache[_text_key(text)] = previous.sentences[first + j]
+    for chunk, vector, sentences in previous.embedded([text_key(c.embed_text) for c in chunks]):
+        cache[text_key(chunk.embed_text)] = vector
+        for text, row in zip(sentence_texts(chunk), sentences):
+            cache[text_key(text)] = row
     for text, vector in zip(background_texts(), previous.background):
-        cache.setdefault(_text_key("background:" + text), vector)
+        cache.setdefault(text_key("background:" + text), vector)
     return cache
 
 
@@ -220,7 +213,7 @@ def _embed(
     vectors = np.empty((len(texts), embedder.dim), np.float32)
     todo: list[int] = []
     for i, text in enumerate(texts):
-        hit = cache.get(_text_key(key_prefix + text))
+        hit = cache.get(text_key(key_prefix + text))
         if hit is None:
             todo.append(i)
         else:
@@ -235,11 +228,11 @@ def _embed(
 
 
 def _all_vectors(
-    chunks: list[Chunk], embedder: Embedder, previous: StoredIndex | None, notify: Progress
+    chunks: list[Chunk], embedder: Embedder, previous: Generation | None, notify: Progress
 ) -> tuple[dict[str, np.ndarray], int]:
-    cache = _cache_from(previous)
+    cache = _cache_from(previous, chunks)
     vectors, embedded = _embed([c.embed_text for c in chunks], embedder, cache, notify, "embedding passages")
-    per_chunk = [_sentence_texts(c) for c in chunks]
+    per_chunk = [sentence_texts(c) for c in chunks]
     flat = [t for texts in per_chunk for t in texts]
     sentence_vectors, _ = _embed(flat, embedder, cache, notify, "embedding sentences")
     rows: list[np.ndarray] = []

@@ -17,16 +17,17 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from .chunking import Chunk, sentence_spans
 from .embedding import Embedder
 from .lexical import looks_norwegian
+from .filters import WHERE_KEYS, FilterError, Where  # noqa: F401  (FilterError and WHERE_KEYS: re-exported for callers of retrieval)
 from .meetings import Meeting, Reference, reference
 from .ranking import Models, Ranker, load_models
 from .settings import Settings
-from .store import FIX, StoreError, StoredIndex, current_generation, load_index, read_manifest
+from .backends import Backend, Generation, open_backend
+from .store import FIX, StoreError
 
 CANDIDATES = 50
 MODES = ("hybrid", "dense", "lexical")
@@ -34,58 +35,6 @@ SINGLE = {"dense": Ranker(weights={"passage": 1.0}), "lexical": Ranker(weights={
 EXTRACT_CHARS = 400
 HISTORY_TURNS = 3  # earlier questions a follow-up may lean on; older ones are dropped
 TURN_CHARS = 1000  # each of them is cut to this, like a question, so analysis stays bounded
-WHERE_KEYS = ("source", "kind", "after", "before")
-
-
-class FilterError(ValueError):
-    """A ``where`` filter that cannot be applied; the message says which key and why."""
-
-
-@dataclass(frozen=True)
-class Where:
-    """Which documents a search may use: one source file, one kind of meeting, a date range (inclusive)."""
-
-    source: str | None = None
-    kind: str | None = None
-    after: date | None = None
-    before: date | None = None
-
-    @classmethod
-    def of(cls, where: "Where | Mapping[str, object] | None") -> "Where":
-        if where is None or isinstance(where, Where):
-            return where or cls()
-        unknown = set(where) - set(WHERE_KEYS)
-        if unknown:
-            raise FilterError(f"unknown filter {sorted(unknown)}; use {', '.join(WHERE_KEYS)}")
-        values: dict[str, object] = {}
-        for key in ("after", "before"):
-            value = where.get(key)
-            if value in (None, ""):
-                continue
-            try:
-                values[key] = value if isinstance(value, date) else date.fromisoformat(str(value))
-            except ValueError:
-                raise FilterError(f"{key} must be a date such as 2024-04-26, not {value!r}") from None
-        for key in ("source", "kind"):
-            if where.get(key) not in (None, ""):
-                values[key] = str(where[key])
-        return cls(**values)  # type: ignore[arg-type]
-
-    def __bool__(self) -> bool:
-        return any(v is not None for v in (self.source, self.kind, self.after, self.before))
-
-    def admits(self, source: str, meeting: Meeting) -> bool:
-        if self.source is not None and source != self.source:
-            return False
-        if self.kind is not None and meeting.kind.casefold() != self.kind.casefold():
-            return False
-        if self.after is not None or self.before is not None:
-            day = meeting.day
-            if day is None or (self.after and day < self.after) or (self.before and day > self.before):
-                return False
-        return True
-
-
 @dataclass(frozen=True)
 class Hit:
     """One cited extract: the best sentence of a passage with its neighbours, verbatim.
@@ -124,7 +73,7 @@ class Search:
     query: str
     vector: np.ndarray
     hits: list[Hit]
-    stored: StoredIndex
+    stored: Generation
     background: float  # best cosine to generic off-topic passages
     coverage: float  # idf-weighted share of the question's words that occur in the texts
     named: Reference = Reference()  # the meeting or period the question (or its history) names
@@ -133,19 +82,19 @@ class Search:
 
     def sentence_scores(self, hit: Hit) -> np.ndarray:
         """Cosine of the question to each sentence of the hit's extract, in order."""
-        first = int(self.stored.sentence_offsets[hit.chunk_id])
+        _, [sentences] = self.stored.vectors_of([hit.chunk_id])
         a, b = hit.sentences
-        return np.asarray(self.stored.sentences[first + a : first + b] @ self.vector, dtype=np.float32)
+        return np.asarray(sentences[a:b] @ self.vector, dtype=np.float32)
 
     def hit(self, chunk_id: int) -> Hit:
         """Any passage as a hit of this search, scored by its dense evidence (list items that were not found)."""
         stored = self.stored
-        chunk = stored.chunks[chunk_id]
+        [chunk] = stored.chunks_at([chunk_id])
         meeting = stored.meetings.get(chunk.source)
-        a, b = stored.sentence_offsets[chunk_id : chunk_id + 2]
-        cosines = np.asarray(stored.sentences[a:b] @ self.vector, dtype=np.float32)
+        passages, [sentences] = stored.vectors_of([chunk_id])
+        cosines = np.asarray(sentences @ self.vector, dtype=np.float32)
         features = {
-            "passage": float(stored.vectors[chunk_id] @ self.vector),
+            "passage": float(passages[0] @ self.vector),
             "sentence": float(cosines.max()),
             "lexical": 0.0,
             "lexical_en": 0.0,
@@ -160,13 +109,13 @@ class Retriever:
 
     def __init__(
         self,
-        root: Path,
-        stored: StoredIndex,
+        root: Path | Backend,
+        stored: Generation,
         embedder: Embedder,
         models: Models | None = None,
         today: Callable[[], date] = date.today,
     ) -> None:
-        self.root = root
+        self.backend = open_backend(Settings(index=root)) if isinstance(root, (str, Path)) else root
         self.models = models or load_models()
         self.today = today  # "i fjor" in a question is relative to it
         self.embedder = embedder
@@ -176,38 +125,38 @@ class Retriever:
     @classmethod
     def load(cls, index: str | Path = "index", model: str | None = None, settings: Settings | None = None) -> "Retriever":
         """Open an index; the model is the one that built it unless another is named (then it must match)."""
-        settings = settings or Settings.from_env()
-        root = Path(index)
-        manifest = read_manifest(root)
+        settings = (settings or Settings.from_env()).replace(index=Path(index))
+        backend = open_backend(settings)
+        manifest = backend.manifest()
         wanted = model or manifest.model
         if wanted != manifest.model:
             raise StoreError(
-                f"The index in '{root}' was built with the model {manifest.model!r} and cannot be "
+                f"The index in '{backend.label}' was built with the model {manifest.model!r} and cannot be "
                 f"queried with {wanted!r}. Rebuild it with `python -m assistant build --model {wanted}` "
                 f"or query it with its own model."
             )
         embedder = Embedder(settings.replace(model=wanted))
         if embedder.fingerprint != manifest.model_fingerprint:
             raise StoreError(
-                f"The index in '{root}' was built with different weights of {wanted!r} "
+                f"The index in '{backend.label}' was built with different weights of {wanted!r} "
                 f"(fingerprint {manifest.model_fingerprint}, loaded {embedder.fingerprint}). {FIX}"
             )
-        return cls(root, load_index(root), embedder)
+        return cls(backend, backend.load(), embedder)
 
     @property
-    def stored(self) -> StoredIndex:
+    def stored(self) -> Generation:
         return self._stored
 
     def refresh(self) -> bool:
         """Switch to a newer generation if a build has finished; searches in flight keep the old one."""
-        folder = current_generation(self.root)
-        if folder is None or folder == self._stored.folder:
+        key = self.backend.current()
+        if key is None or key == self._stored.key:
             return False
         with self._lock:
-            if folder != self._stored.folder:
-                fresh = load_index(self.root)
+            if key != self._stored.key:
+                fresh = self.backend.load()
                 if fresh.manifest.model_fingerprint != self.embedder.fingerprint:
-                    raise StoreError(f"The rebuilt index in '{self.root}' uses another model. {FIX}")
+                    raise StoreError(f"The rebuilt index in '{self.backend.label}' uses another model. {FIX}")
                 self._stored = fresh
                 return True
         return False
@@ -250,13 +199,13 @@ class Retriever:
         ranker = SINGLE.get(mode) or ranker or self.models.ranker
         sources = named_sources(stored, named)
         hits: list[Hit] = []
-        if query.strip() and stored.chunks:
+        if query.strip() and len(stored):
             hits = self._rank(stored, qvec, query, " ".join([*history[-1:], focus]), k, ranker, sources, where)
         background = float((stored.background @ qvec).max()) if len(stored.background) else 0.0
         coverage = stored.lexical.coverage(focus)
         return Search(query, qvec, hits, stored, background, coverage, named, ranker, sources)
 
-    def named_meeting(self, stored: StoredIndex, query: str, history: Sequence[str] = ()) -> Reference:
+    def named_meeting(self, stored: Generation, query: str, history: Sequence[str] = ()) -> Reference:
         """The meeting the question names (with the rest of the question), else the conversation's.
 
         A follow-up that names nothing ("Og hva med kostnadene?") stays with the
@@ -270,58 +219,41 @@ class Retriever:
         if earlier:
             return dataclasses.replace(earlier, rest="")
         vector = self.embedder.embed_query(history[-1])
-        ids, features, _ = self.features(stored, vector, history[-1], history[-1])
+        ids, features = self.features(stored, vector, history[-1], history[-1])
         if not len(ids):
             return Reference()
-        best = int(ids[int(np.argmax(self.models.ranker.score(features)))])
-        return Reference(sources=frozenset({stored.chunks[best].source}))
+        [best] = stored.chunks_at([int(ids[int(np.argmax(self.models.ranker.score(features)))])])
+        return Reference(sources=frozenset({best.source}))
 
     def features(
         self,
-        stored: StoredIndex,
+        stored: Generation,
         qvec: np.ndarray,
         query: str,
         lex_query: str,
         named: frozenset[str] = frozenset(),
         where: Where = Where(),
-    ) -> tuple[np.ndarray, dict[str, np.ndarray], list[np.ndarray]]:
-        """Candidate passage ids, their ranking features, and each one's sentence cosines.
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Candidate passage ids and their ranking features.
 
         Candidates are the best passages by dense and by lexical search, plus,
         when the question names a meeting, the best passages of the ``named``
         documents that match it best, so a named meeting is never crowded out.
         """
-        allowed = _allowed(stored, where) if where else None
-        pools = [_dense_search(stored, qvec, CANDIDATES, allowed)]
-        if named:
-            pool = np.array([i for source in named for i in stored.by_source.get(source, [])], dtype=np.int64)
-            pools.append(_dense_search(stored, qvec, CANDIDATES, pool if allowed is None else np.intersect1d(pool, allowed)))
-        lexical = stored.lexical.score_all(lex_query)
-        if allowed is not None:
-            mask = np.zeros(len(lexical), dtype=bool)
-            mask[allowed] = True
-            lexical = np.where(mask, lexical, 0.0).astype(np.float32)
-        positive = np.flatnonzero(lexical > 0)
-        if len(positive) > CANDIDATES:
-            positive = positive[np.argpartition(-lexical[positive], CANDIDATES - 1)[:CANDIDATES]]
-        ids = np.unique(np.concatenate([*pools, positive])).astype(np.int64)
-        starts, ends = stored.sentence_offsets[ids], stored.sentence_offsets[ids + 1]
-        rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)]) if len(ids) else np.zeros(0, np.int64)
-        cosines = np.asarray(stored.sentences[rows] @ qvec, dtype=np.float32)
-        per_passage = np.split(cosines, np.cumsum(ends - starts)[:-1]) if len(ids) else []
+        found = stored.evidence(qvec, lex_query, named, where, CANDIDATES)
         english = 1.0 - looks_norwegian(query)
         features = {
-            "passage": np.asarray(stored.vectors[ids] @ qvec, dtype=np.float32),
-            "sentence": np.array([s.max() for s in per_passage], dtype=np.float32),
-            "lexical": lexical[ids],
-            "lexical_en": lexical[ids] * np.float32(english),
-            "meeting": np.array([stored.chunks[i].source in named for i in ids], dtype=np.float32),
+            "passage": found.passage,
+            "sentence": found.sentence,
+            "lexical": found.lexical,
+            "lexical_en": found.lexical * np.float32(english),
+            "meeting": np.array([source in named for source in found.sources], dtype=np.float32),
         }
-        return ids, features, per_passage
+        return found.ids, features
 
     def _rank(
         self,
-        stored: StoredIndex,
+        stored: Generation,
         qvec: np.ndarray,
         query: str,
         lex_query: str,
@@ -330,16 +262,18 @@ class Retriever:
         named: frozenset[str],
         where: Where,
     ) -> list[Hit]:
-        ids, features, per_passage = self.features(stored, qvec, query, lex_query, named, where)
+        ids, features = self.features(stored, qvec, query, lex_query, named, where)
         if not len(ids):
             return []
         scores = ranker.score(features)
         order = np.argsort(-scores, kind="stable")[:k]
+        best = [int(ids[j]) for j in order]
+        _, sentences = stored.vectors_of(best)
         hits = []
-        for j in order:
-            chunk = stored.chunks[int(ids[j])]
+        for j, chunk_id, chunk, rows in zip(order, best, stored.chunks_at(best), sentences):
             values = {f: float(v[j]) for f, v in features.items()}
-            hits.append(_hit(chunk, int(ids[j]), float(scores[j]), values, per_passage[j], stored.meetings.get(chunk.source)))
+            cosines = np.asarray(rows @ qvec, dtype=np.float32)
+            hits.append(_hit(chunk, chunk_id, float(scores[j]), values, cosines, stored.meetings.get(chunk.source)))
         return hits
 
     def query_vector(self, query: str, history: Sequence[str] = ()) -> np.ndarray:
@@ -353,35 +287,13 @@ class Retriever:
         return (mixed / np.linalg.norm(mixed)).astype(np.float32)
 
 
-def named_sources(stored: StoredIndex, named: Reference) -> frozenset[str]:
+def named_sources(stored: Generation, named: Reference) -> frozenset[str]:
     """The documents that match what the question names best (none when it names nothing they match)."""
     if not named:
         return frozenset()
     match = {source: named.match(meeting, source) for source, meeting in stored.meetings.items()}
     best = max(match.values(), default=0.0)
     return frozenset(source for source, value in match.items() if value == best > 0)
-
-
-def _allowed(stored: StoredIndex, where: Where) -> np.ndarray:
-    """Passage ids of the documents the filter admits."""
-    sources = [s for s in stored.by_source if where.admits(s, stored.meetings.get(s, Meeting()))]
-    return np.array(sorted(i for s in sources for i in stored.by_source[s]), dtype=np.int64)
-
-
-def _dense_search(stored: StoredIndex, qvec: np.ndarray, k: int, allowed: np.ndarray | None) -> np.ndarray:
-    """The k passages with the highest cosine, among ``allowed`` when given (FAISS skips the rest)."""
-    if allowed is not None and not len(allowed):
-        return np.zeros(0, np.int64)
-    params = None
-    if allowed is not None:
-        selector = faiss.IDSelectorBatch(allowed)
-        try:
-            ivf = faiss.extract_index_ivf(stored.dense)
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=ivf.nprobe)
-        except RuntimeError:  # a flat index
-            params = faiss.SearchParameters(sel=selector)
-    _, found = stored.dense.search(qvec[None, :], min(k, len(stored.chunks)), params=params)
-    return found[0][found[0] >= 0].astype(np.int64)
 
 
 def _hit(

@@ -36,6 +36,13 @@ class Settings:
     batch_size: int = 32
     host: str = "127.0.0.1"
     port: int = 7860
+    backend: str = "local"  # "local" (FAISS + BM25 files in `index`) or "qdrant"
+    qdrant_url: str = ""  # a Qdrant server or cluster; empty: local mode in `qdrant_path`
+    qdrant_path: str = ""  # local mode's folder; empty: `index`/qdrant
+    qdrant_api_key: str = field(default="", repr=False)  # from ASSISTANT_QDRANT_API_KEY only, never a flag
+    qdrant_collection: str = "ks-assistant"  # the alias naming the current generation's collection
+    qdrant_shards: int = 1
+    qdrant_replicas: int = 1
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":

@@ -48,8 +48,8 @@ def collect(retriever: Retriever, questions: Sequence[Question]) -> list[Case]:
         focus = named.rest or q.question
         vector = retriever.query_vector(focus, q.history)
         lex_query = " ".join([*q.history[-1:], focus])
-        ids, features, _ = retriever.features(stored, vector, q.question, lex_query, named_sources(stored, named))
-        gold = np.array([is_right(_as_hit(stored.chunks[int(i)]), q) for i in ids], dtype=bool)
+        ids, features = retriever.features(stored, vector, q.question, lex_query, named_sources(stored, named))
+        gold = np.array([is_right(_as_hit(chunk), q) for chunk in stored.chunks_at([int(i) for i in ids])], dtype=bool)
         cases.append(Case(q, features, gold))
     return cases
 

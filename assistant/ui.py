@@ -31,7 +31,8 @@ from .indexing import BuildReport, build_index, index_status  # noqa: E402
 from .retrieval import Retriever  # noqa: E402
 from .settings import Settings  # noqa: E402
 from .sources import SUPPORTED_SUFFIXES, Document, SourceError, SourceFile, read_document  # noqa: E402
-from .store import DISK_FULL, StoreError, WriteError, read_manifest  # noqa: E402
+from .backends import read_manifest  # noqa: E402
+from .store import DISK_FULL, StoreError, WriteError  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ class Service:
         if self.building:
             return BUILDING
         try:
-            manifest = read_manifest(self.settings.index)
+            manifest = read_manifest(self.settings)
         except StoreError:
             return "Ingen indeks ennå. Legg til tekster nedenfor, eller kjør `python -m assistant build`."
         documents = _count(len(manifest.sources), "dokument", "dokumenter")
@@ -201,7 +202,7 @@ class Service:
 
     def indexed_sha(self, source: str) -> str | None:
         try:
-            meta = read_manifest(self.settings.index).sources.get(source)
+            meta = read_manifest(self.settings).sources.get(source)
         except StoreError:
             return None
         return str(meta["sha256"]) if meta else None

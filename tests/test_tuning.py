@@ -77,7 +77,8 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.asked: list[str] = []
-        self.stored = SimpleNamespace(chunks=[SimpleNamespace(text="svaret", source="a.txt", start_line=1, end_line=1)])
+        chunk = SimpleNamespace(text="svaret", source="a.txt", start_line=1, end_line=1)
+        self.stored = SimpleNamespace(chunks_at=lambda ids: [chunk for _ in ids])
         self.models = SimpleNamespace(ranker=Ranker())
 
     def named_meeting(self, stored, query, history=()):
@@ -91,7 +92,7 @@ class _Recorder:
 
     def features(self, stored, vector, query, lex_query, named=None, where=None):
         values = {name: np.array([0.5], np.float32) for name in ("passage", "sentence", "lexical", "lexical_en", "meeting")}
-        return np.array([0]), values, [np.array([0.5])]
+        return np.array([0]), values
 
     def run(self, query, k=5, history=(), ranker=None):
         self.asked.append(query)
