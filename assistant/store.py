@@ -108,15 +108,9 @@ class StoredIndex:
         for i, chunk in enumerate(self.chunks):
             self.by_source.setdefault(chunk.source, []).append(i)
         for ids in self.by_source.values():
-            run: list[int] = []
-            for i in [*ids, -1]:
-                chunk = self.chunks[i] if i >= 0 else None
-                if run and (chunk is None or chunk.kind != "bullet" or chunk.lead_in != self.chunks[run[-1]].lead_in):
-                    if len(run) > 1:
-                        self.lists.update({j: tuple(run) for j in run})
-                    run = []
-                if chunk is not None and chunk.kind == "bullet":
-                    run.append(i)
+            for run in bullet_lists([self.chunks[i] for i in ids]):
+                members = tuple(ids[j] for j in run)
+                self.lists.update({i: members for i in members})
         self.meetings = {s: Meeting.from_json(meta.get("meeting")) for s, meta in self.manifest.sources.items()}  # type: ignore[arg-type]
         self.places = place_names(self.meetings.values())
 
@@ -197,6 +191,20 @@ class StoredIndex:
                 params = faiss.SearchParameters(sel=selector)
         _, found = self.dense.search(qvec[None, :], min(k, len(self.chunks)), params=params)
         return found[0][found[0] >= 0].astype(np.int64)
+
+
+def bullet_lists(chunks: Sequence[Chunk]) -> list[list[int]]:
+    """Positions of the bulleted lists of one document's passages: runs of two or more bullets under one lead-in."""
+    runs: list[list[int]] = []
+    run: list[int] = []
+    for i, chunk in enumerate([*chunks, None]):
+        if run and (chunk is None or chunk.kind != "bullet" or chunk.lead_in != chunks[run[-1]].lead_in):
+            if len(run) > 1:
+                runs.append(run)
+            run = []
+        if chunk is not None and chunk.kind == "bullet":
+            run.append(i)
+    return runs
 
 
 def current_generation(root: Path) -> Path | None:
