@@ -1,4 +1,4 @@
-"""Command line: ``python -m assistant build | ask | documents | eval | tune | serve``."""
+"""Command line: ``python -m assistant build | ask | documents | eval | tune | serve | migrate``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,12 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--index", type=Path, help="index folder (default: index)")
     common.add_argument("--model", help="sentence-transformers id or path (default: the bundled e5)")
     common.add_argument("--precision", choices=["int8", "fp32"], help="embedding precision (default: int8)")
+    common.add_argument("--backend", choices=["local", "qdrant"], help="where the index lives (default: local files)")
+    common.add_argument("--qdrant-url", help="Qdrant server or cluster URL (key: ASSISTANT_QDRANT_API_KEY)")
+    common.add_argument("--qdrant-path", help="folder of Qdrant's local mode (default: INDEX/qdrant)")
+    common.add_argument("--qdrant-collection", help="alias naming the current collection (default: ks-assistant)")
+    common.add_argument("--qdrant-shards", type=int, help="shards of a new collection (default 1)")
+    common.add_argument("--qdrant-replicas", type=int, help="replication factor of a new collection (default 1)")
     parser = argparse.ArgumentParser(prog="python -m assistant", description="Cited answers from meeting texts.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -59,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 7860)")
     serve.add_argument("--auth", help="user:password required to open the page")
+
+    move = sub.add_parser("migrate", parents=[common], help="copy the local index into another backend, without embedding")
+    move.add_argument("--to", choices=["qdrant"], required=True)
     return parser
 
 
@@ -71,7 +80,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         sources=getattr(args, "sources", None),
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
+        backend=args.backend,
+        qdrant_url=args.qdrant_url,
+        qdrant_path=args.qdrant_path,
+        qdrant_collection=args.qdrant_collection,
+        qdrant_shards=args.qdrant_shards,
+        qdrant_replicas=args.qdrant_replicas,
     )
+    if settings.qdrant_shards < 1 or settings.qdrant_replicas < 1:
+        print("error: --qdrant-shards and --qdrant-replicas must be at least 1", file=sys.stderr)
+        return 2
     from .embedding import ModelError
     from .store import StoreError
 
@@ -188,7 +206,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-COMMANDS = {"build": _build, "ask": _ask, "documents": _documents, "eval": _eval, "tune": _tune, "serve": _serve}
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from .backends.migrate import migrate
+
+    print(migrate(settings, args.to).summary())
+    return 0
+
+
+COMMANDS = {"migrate": _migrate, "build": _build, "ask": _ask, "documents": _documents, "eval": _eval, "tune": _tune, "serve": _serve}
 
 
 if __name__ == "__main__":
