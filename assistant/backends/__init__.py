@@ -118,8 +118,10 @@ def open_backend(settings: Settings) -> Backend:
 
         return LocalBackend(settings.index)
     if settings.backend == "qdrant":
-        from .qdrant import QdrantBackend
-
+        try:
+            from .qdrant import QdrantBackend
+        except ImportError as exc:
+            raise ValueError(f"the qdrant backend needs qdrant-client: pip install 'ks-assistant[qdrant]' ({exc})") from exc
         return QdrantBackend(settings)
     raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {settings.backend!r}")
 

@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import re
 import threading
 import time
 import uuid
@@ -238,17 +239,25 @@ class QdrantBackend:
             self.client.delete(name, points_selector=qm.PointIdsList(points=removed), wait=True)
 
     def _make_collection(self, name: str, dim: int) -> None:
+        """The cluster layout of docs/scaling.md; local mode accepts and ignores what it cannot do (all but the vectors)."""
         settings = self.settings
         self.client.create_collection(
             name,
             vectors_config={
-                "dense": qm.VectorParams(size=dim, distance=qm.Distance.DOT),  # vectors are normalised: DOT is the cosine
-                "sentences": qm.VectorParams(
-                    size=dim, distance=qm.Distance.DOT,
+                # normalised vectors: DOT is the cosine, and the server must not renormalise them
+                "dense": qm.VectorParams(size=dim, distance=qm.Distance.DOT, on_disk=True),
+                "sentences": qm.VectorParams(  # only rescores candidates: no HNSW graph of its own
+                    size=dim, distance=qm.Distance.DOT, on_disk=True, hnsw_config=qm.HnswConfigDiff(m=0),
                     multivector_config=qm.MultiVectorConfig(comparator=qm.MultiVectorComparator.MAX_SIM),
                 ),
             },
-            sparse_vectors_config={"lexical": qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
+            sparse_vectors_config={
+                "lexical": qm.SparseVectorParams(modifier=qm.Modifier.IDF, index=qm.SparseIndexParams(on_disk=True))
+            },
+            quantization_config=qm.ScalarQuantization(
+                scalar=qm.ScalarQuantizationConfig(type=qm.ScalarType.INT8, quantile=0.99, always_ram=True)
+            ),
+            on_disk_payload=True,
             shard_number=settings.qdrant_shards,
             replication_factor=settings.qdrant_replicas,
         )
@@ -258,8 +267,9 @@ class QdrantBackend:
                 self.client.create_payload_index(name, field, schema, wait=True)
 
     def _generations(self) -> set[str]:
-        prefix = f"{self.alias}-"
-        return {c.name for c in self.client.get_collections().collections if c.name.startswith(prefix)}
+        """This alias's collections: never those of another alias that merely begins the same way."""
+        name = re.compile(rf"{re.escape(self.alias)}-\d{{8}}T\d{{6}}-[0-9a-f]{{6}}")
+        return {c.name for c in self.client.get_collections().collections if name.fullmatch(c.name)}
 
     def _points_of(self, name: str, revision: int, sources: Sequence[str]) -> dict[int, int]:
         """Ids of the visible passages of these documents, with the revision that added each."""

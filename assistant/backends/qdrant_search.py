@@ -26,6 +26,11 @@ from ..store import Manifest, StoreError
 from . import Evidence
 from .qdrant import errors, scroll, visible
 
+# Candidates come from the int8 quantised HNSW index, rescored from the full vectors; the evidence
+# of those few candidates is computed exactly. Local mode is always exact and ignores both.
+CANDIDATES = qm.SearchParams(quantization=qm.QuantizationSearchParams(rescore=True, oversampling=2.0))
+EXACT = qm.SearchParams(exact=True)
+
 
 class QdrantGeneration:
     """One committed revision of one collection: what retrieval's Generation protocol asks for."""
@@ -54,9 +59,9 @@ class QdrantGeneration:
 
     def evidence(self, qvec: np.ndarray, lex_query: str, named: frozenset[str], where: Where, k: int) -> Evidence:
         dense = qvec.astype(np.float32).tolist()
-        prefetch = [qm.Prefetch(query=dense, using="dense", filter=self._filter(where), limit=k)]
+        prefetch = [qm.Prefetch(query=dense, using="dense", filter=self._filter(where), limit=k, params=CANDIDATES)]
         if named:
-            prefetch.append(qm.Prefetch(query=dense, using="dense", filter=self._filter(where, named), limit=k))
+            prefetch.append(qm.Prefetch(query=dense, using="dense", filter=self._filter(where, named), limit=k, params=CANDIDATES))
         columns, coefficients, attainable = self.lexical.weighted_query(lex_query)
         sparse = qm.SparseVector(indices=self._sparse_ids[columns].tolist(), values=coefficients.tolist()) if len(columns) else None
         if sparse is not None:
@@ -70,11 +75,12 @@ class QdrantGeneration:
                 return Evidence(np.zeros(0, np.int64), *(np.zeros(0, np.float32),) * 3, [])
             only = qm.Filter(must=[qm.HasIdCondition(has_id=ids)])
             requests = [
-                qm.QueryRequest(query=dense, using="dense", filter=only, limit=len(ids), with_payload=["source", "ordinal"]),
-                qm.QueryRequest(query=[dense], using="sentences", filter=only, limit=len(ids)),
+                qm.QueryRequest(query=dense, using="dense", filter=only, limit=len(ids), params=EXACT,
+                                with_payload=["source", "ordinal"]),
+                qm.QueryRequest(query=[dense], using="sentences", filter=only, limit=len(ids), params=EXACT),
             ]
             if sparse is not None:
-                requests.append(qm.QueryRequest(query=sparse, using="lexical", filter=only, limit=len(ids)))
+                requests.append(qm.QueryRequest(query=sparse, using="lexical", filter=only, limit=len(ids), params=EXACT))
             scored = self.client.query_batch_points(self.collection, requests)
         passages = {int(p.id): p for p in scored[0].points}
         order = sorted(passages, key=lambda i: (passages[i].payload["source"], passages[i].payload["ordinal"]))  # type: ignore[index]
