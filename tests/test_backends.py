@@ -152,3 +152,24 @@ def test_vectors_are_stored_as_given(tmp_path):
     passages, _ = backend.load().vectors_of(passage_ids(chunks))
     assert passages.shape == (12, DIM)
     np.testing.assert_array_equal(passages, arrays["vectors"].astype(np.float32))
+
+
+def test_cli_on_qdrant_without_an_index_or_with_bad_numbers(tmp_path, capsys):
+    from assistant.cli import main
+
+    flags = ["--backend", "qdrant", "--index", str(tmp_path), "--qdrant-path", str(tmp_path / "q")]
+    assert main(["ask", "Hva krevde KS om SLT?", *flags]) == 2
+    assert "error: No index found in Qdrant collection ks-assistant (local mode in" in capsys.readouterr().err
+    assert main(["build", *flags, "--qdrant-shards", "0"]) == 2
+    assert "at least 1" in capsys.readouterr().err
+    assert main(["migrate", "--to", "qdrant", "--index", str(tmp_path / "none"), "--qdrant-path", str(tmp_path / "q")]) == 2
+    assert "No index found in" in capsys.readouterr().err
+
+
+def test_settings_name_the_backend_and_hide_the_key(monkeypatch):
+    monkeypatch.setenv("ASSISTANT_BACKEND", "qdrant")
+    monkeypatch.setenv("ASSISTANT_QDRANT_SHARDS", "6")
+    monkeypatch.setenv("ASSISTANT_QDRANT_API_KEY", "secret-key")
+    settings = Settings.from_env(qdrant_url="https://qdrant.example:6333")
+    assert (settings.backend, settings.qdrant_shards, settings.qdrant_api_key) == ("qdrant", 6, "secret-key")
+    assert "secret-key" not in repr(settings)

@@ -31,7 +31,6 @@ import re
 import threading
 import time
 import uuid
-import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -78,8 +77,28 @@ def connect(settings: Settings) -> QdrantClient:
                     _clients[key] = QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key or None, timeout=60)
                 else:
                     Path(key[1]).mkdir(parents=True, exist_ok=True)
-                    _clients[key] = QdrantClient(path=key[1])
+                    _clients[key] = _OneAtATime(QdrantClient(path=key[1]))  # type: ignore[assignment]
         return _clients[key]
+
+
+class _OneAtATime:
+    """Local mode's collections are plain Python objects: a build in one thread (an upload in the page)
+    must not resize them under a search in another. A server needs no such lock."""
+
+    def __init__(self, client: QdrantClient) -> None:
+        self._client = client
+        self._lock = threading.RLock()
+
+    def __getattr__(self, name: str) -> object:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def locked(*args: object, **kwargs: object) -> object:
+            with self._lock:
+                return attribute(*args, **kwargs)
+
+        return locked
 
 
 @atexit.register
@@ -175,7 +194,7 @@ class QdrantBackend:
         from .qdrant_search import QdrantGeneration
 
         collection, revision, side = self.side_data()
-        return QdrantGeneration(self.client, self.label, collection, revision, side)
+        return QdrantGeneration(self.client, self.label, collection, revision, side, server=bool(self.settings.qdrant_url))
 
     def lock(self, on_wait: Callable[[str], None] | None = None) -> contextlib.AbstractContextManager[None]:
         """The build lock of the index folder: one build at a time from this machine (see docs/scaling.md)."""
@@ -261,8 +280,7 @@ class QdrantBackend:
             shard_number=settings.qdrant_shards,
             replication_factor=settings.qdrant_replicas,
         )
-        with warnings.catch_warnings():  # local mode keeps no payload indexes and says so; a server does
-            warnings.filterwarnings("ignore", message="Payload indexes have no effect")
+        if self.settings.qdrant_url:  # local mode has no payload indexes (it filters point by point)
             for field, schema in PAYLOAD_INDEXES.items():
                 self.client.create_payload_index(name, field, schema, wait=True)
 

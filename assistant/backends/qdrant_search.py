@@ -27,7 +27,7 @@ from . import Evidence
 from .qdrant import errors, scroll, visible
 
 # Candidates come from the int8 quantised HNSW index, rescored from the full vectors; the evidence
-# of those few candidates is computed exactly. Local mode is always exact and ignores both.
+# of those few candidates is computed exactly. Local mode is always exact and warns about them.
 CANDIDATES = qm.SearchParams(quantization=qm.QuantizationSearchParams(rescore=True, oversampling=2.0))
 EXACT = qm.SearchParams(exact=True)
 
@@ -35,8 +35,9 @@ EXACT = qm.SearchParams(exact=True)
 class QdrantGeneration:
     """One committed revision of one collection: what retrieval's Generation protocol asks for."""
 
-    def __init__(self, client: QdrantClient, label: str, collection: str, revision: int, side: dict) -> None:
+    def __init__(self, client: QdrantClient, label: str, collection: str, revision: int, side: dict, server: bool) -> None:
         self.client = client
+        self._candidates, self._exact = (CANDIDATES, EXACT) if server else (None, None)  # local mode is exact anyway
         self.label = label
         self.collection = collection
         self.revision = revision
@@ -59,9 +60,9 @@ class QdrantGeneration:
 
     def evidence(self, qvec: np.ndarray, lex_query: str, named: frozenset[str], where: Where, k: int) -> Evidence:
         dense = qvec.astype(np.float32).tolist()
-        prefetch = [qm.Prefetch(query=dense, using="dense", filter=self._filter(where), limit=k, params=CANDIDATES)]
+        prefetch = [qm.Prefetch(query=dense, using="dense", filter=self._filter(where), limit=k, params=self._candidates)]
         if named:
-            prefetch.append(qm.Prefetch(query=dense, using="dense", filter=self._filter(where, named), limit=k, params=CANDIDATES))
+            prefetch.append(qm.Prefetch(query=dense, using="dense", filter=self._filter(where, named), limit=k, params=self._candidates))
         columns, coefficients, attainable = self.lexical.weighted_query(lex_query)
         sparse = qm.SparseVector(indices=self._sparse_ids[columns].tolist(), values=coefficients.tolist()) if len(columns) else None
         if sparse is not None:
@@ -75,12 +76,12 @@ class QdrantGeneration:
                 return Evidence(np.zeros(0, np.int64), *(np.zeros(0, np.float32),) * 3, [])
             only = qm.Filter(must=[qm.HasIdCondition(has_id=ids)])
             requests = [
-                qm.QueryRequest(query=dense, using="dense", filter=only, limit=len(ids), params=EXACT,
+                qm.QueryRequest(query=dense, using="dense", filter=only, limit=len(ids), params=self._exact,
                                 with_payload=["source", "ordinal"]),
-                qm.QueryRequest(query=[dense], using="sentences", filter=only, limit=len(ids), params=EXACT),
+                qm.QueryRequest(query=[dense], using="sentences", filter=only, limit=len(ids), params=self._exact),
             ]
             if sparse is not None:
-                requests.append(qm.QueryRequest(query=sparse, using="lexical", filter=only, limit=len(ids), params=EXACT))
+                requests.append(qm.QueryRequest(query=sparse, using="lexical", filter=only, limit=len(ids), params=self._exact))
             scored = self.client.query_batch_points(self.collection, requests)
         passages = {int(p.id): p for p in scored[0].points}
         order = sorted(passages, key=lambda i: (passages[i].payload["source"], passages[i].payload["ordinal"]))  # type: ignore[index]
