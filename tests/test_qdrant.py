@@ -20,7 +20,7 @@ import pytest
 from assistant import Retriever, Settings, answer, build_index
 from assistant.backends import open_backend
 from assistant.backends.migrate import migrate
-from assistant.evaluation import evaluate, load_questions, load_split
+from assistant.evaluation import load_questions, load_split, rank_of_answer
 from tests.conftest import BANK, CORPUS, DEV_SET
 
 pytestmark = pytest.mark.slow
@@ -60,23 +60,31 @@ def on(settings: Settings, target: dict, **changes: object) -> Settings:
     return settings.replace(**{**target, "qdrant_collection": alias}, **changes)
 
 
-def top5(retriever: Retriever, question) -> list[tuple[str, int, int, str]]:
-    return [(h.source, h.start_line, h.end_line, h.text) for h in retriever.search(question.question, 5, history=question.history)]
+def figures(retriever: Retriever, questions) -> tuple[list[list[tuple]], dict[str, float]]:
+    """Each question's top 5 (passages, in order) and the hybrid hit@1, hit@3 and decline figures, as `eval` counts them."""
+    tops, ranks, declined, wrongly = [], [], [], []
+    for q in questions:
+        hits = retriever.search(q.question, 5, history=q.history)
+        tops.append([(h.source, h.start_line, h.end_line, h.text) for h in hits])
+        found = answer(q.question, retriever, history=q.history).found
+        if q.expected:
+            ranks.append(rank_of_answer(hits, q))
+            wrongly.append(not found)
+        else:
+            declined.append(not found)
+    return tops, {
+        "hit@1": sum(r == 1 for r in ranks) / len(ranks),
+        "hit@3": sum(r is not None and r <= 3 for r in ranks) / len(ranks),
+        "declined": sum(declined),
+        "wrongly declined": sum(wrongly),
+    }
 
 
 def same_answers(local: Retriever, qdrant: Retriever, questions) -> tuple[float, dict, dict]:
-    """Share of questions with identical top-5 (passages and order), and both backends' hit@1/hit@3/decline figures."""
-    same = sum(top5(local, q) == top5(qdrant, q) for q in questions) / len(questions)
-    figures = []
-    for retriever in (local, qdrant):
-        report = evaluate(retriever, questions, modes=("hybrid",))
-        hybrid = report.modes["hybrid"]["all"]
-        figures.append({
-            "hit@1": hybrid.hit_at_1.value, "hit@3": hybrid.hit_at_3.value,
-            "declined": report.declined.value if report.declined else None,
-            "wrongly_declined": report.wrongly_declined.value if report.wrongly_declined else None,
-        })
-    return same, figures[0], figures[1]
+    """Share of questions with the same top 5 on both backends, and each backend's figures."""
+    local_tops, local_figures = figures(local, questions)
+    qdrant_tops, qdrant_figures = figures(qdrant, questions)
+    return sum(a == b for a, b in zip(local_tops, qdrant_tops)) / len(questions), local_figures, qdrant_figures
 
 
 # ---- the evaluation: same answers --------------------------------------------------------------
