@@ -119,3 +119,15 @@ def test_bad_input_does_not_crash(retriever):
     for weird in ("\x00\x07SLT\x1b[31m?", "🤔🙈 SLT?", "Что KS сказал про SLT? 中文 العربية"):
         result = answer(weird, retriever)
         assert isinstance(result.markdown, str) and result.markdown
+
+
+@pytest.mark.slow
+def test_a_200000_character_history_turn_is_answered_in_under_two_seconds(retriever):
+    """Issue 12's reproduction: every turn is cut before analysis, so one huge turn cannot stall the chat."""
+    import time
+
+    answer("Og hva med kostnadene?", retriever)  # warm
+    started = time.perf_counter()
+    result = answer("Og hva med kostnadene?", retriever, history=["y" * 200_000])
+    assert time.perf_counter() - started < 2.0
+    assert result.markdown
