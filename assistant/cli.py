@@ -1,4 +1,4 @@
-"""Command line: ``python -m assistant build | ask | eval | serve``."""
+"""Command line: ``python -m assistant build | ask | eval | serve | hash-password``."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ask = sub.add_parser("ask", parents=[common], help="answer one question")
     ask.add_argument("question")
-    ask.add_argument("-k", type=int, default=5, help="at most this many extracts (default 5)")
+    ask.add_argument("-k", type=int, default=5, help="at most this many extracts (default 5, at most 50)")
     ask.add_argument("--json", action="store_true")
 
     ev = sub.add_parser("eval", parents=[common], help="hit@k, MRR and declines on a question file")
@@ -37,7 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--sources", type=Path)
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 7860)")
-    serve.add_argument("--auth", help="user:password required to open the page")
+    serve.add_argument("--auth", help="user:password for the page, the API and MCP")
+    serve.add_argument("--auth-file", type=Path, help="users file (lines of user:hash from hash-password)")
+    serve.add_argument("--token-file", type=Path, help="API/MCP bearer tokens, one a line (also ASSISTANT_API_TOKENS)")
+
+    hashing = sub.add_parser("hash-password", help="print a users-file line (user:scrypt hash) for --auth-file")
+    hashing.add_argument("user")
     return parser
 
 
@@ -76,6 +81,8 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
     from .answer import answer, render_text
     from .retrieval import Retriever
 
+    if not 1 <= args.k <= settings.max_k:
+        raise ValueError(f"-k must be between 1 and {settings.max_k}")
     retriever = Retriever.load(settings.index, model=args.model, settings=settings)
     result = answer(args.question, retriever, k=args.k, max_chars=settings.max_question_chars)
     if args.json:
@@ -100,19 +107,32 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from .ui import serve
+    from .auth import Credentials
+    from .server import serve
 
-    auth = None
-    if args.auth:
-        user, sep, password = args.auth.partition(":")
-        if not (user and sep and password):
-            raise ValueError("--auth takes user:password")
-        auth = (user, password)
-    serve(settings, auth=auth)
+    serve(settings, Credentials.load(args.auth, args.auth_file, args.token_file))
     return 0
 
 
-COMMANDS = {"build": _build, "ask": _ask, "eval": _eval, "serve": _serve}
+def _hash_password(args: argparse.Namespace, settings: Settings) -> int:
+    """Prompts twice on a terminal; otherwise reads the password from the first line of stdin."""
+    import getpass
+
+    from .auth import hash_password
+
+    if ":" in args.user or not args.user.strip():
+        raise ValueError("the user name must be non-empty and without ':'")
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"Password for {args.user}: ")
+        if getpass.getpass("Again: ") != password:
+            raise ValueError("the passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    print(f"{args.user}:{hash_password(password)}")
+    return 0
+
+
+COMMANDS = {"build": _build, "ask": _ask, "eval": _eval, "serve": _serve, "hash-password": _hash_password}
 
 
 if __name__ == "__main__":
