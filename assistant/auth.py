@@ -20,7 +20,7 @@ import json
 import os
 import secrets
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,10 +31,10 @@ TOKENS_ENV = "ASSISTANT_API_TOKENS"
 MIN_TOKEN_CHARS = 16
 # scrypt cost: about 50 ms and 16 MB per check on this project's 2-core machines (RFC 7914's interactive setting).
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
-OPEN_PATHS = frozenset({"/api/health", "/api/health/"})
 LOGIN_PATHS = frozenset({"/login", "/login/"})
-# Routes for programs: they take Basic or Bearer credentials. Everything else is the page, guarded by Gradio's login.
-PROGRAM_PREFIXES = ("/api/", "/docs", "/openapi.json", "/gradio_api/mcp")
+# Open without credentials: the health check, and what the page's login form needs to show itself.
+OPEN_PATHS = frozenset({"/api/health", "/api/health/", "/", "/theme.css", "/favicon.ico", "/manifest.json", "/robots.txt"})
+OPEN_PREFIXES = ("/assets/", "/static/")
 
 
 class AuthError(ValueError):
@@ -259,25 +259,38 @@ class _Turn:
 
 
 class AuthGate:
-    """ASGI middleware in front of everything: program routes need Basic or Bearer credentials,
-    the page login is throttled, and the page itself is left to Gradio's login."""
+    """ASGI middleware in front of everything. Every route but the open ones needs a page login
+    (``page_session``), HTTP Basic or a bearer token; login attempts are throttled. With tokens
+    but no users, the page has no login and only the API and MCP (``token_only``) are closed."""
 
-    def __init__(self, app: ASGIApp, credentials: Credentials, throttle: Throttle | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        credentials: Credentials,
+        page_session: Callable[[Scope], bool] = lambda scope: False,
+        token_only: tuple[str, ...] = ("/api/", "/docs", "/openapi.json", "/gradio_api/mcp"),
+        throttle: Throttle | None = None,
+    ) -> None:
         self.app = app
         self.credentials = credentials
+        self.page_session = page_session
+        self.token_only = token_only
         self.throttle = throttle or Throttle()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.credentials.enabled or scope["path"] in OPEN_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not self.credentials.enabled:
             await self.app(scope, receive, send)
-        elif scope["path"] in LOGIN_PATHS and scope["method"] == "POST":
+        elif path in LOGIN_PATHS and scope["method"] == "POST":
             await self._login(scope, receive, send)
-        elif scope["path"].startswith(PROGRAM_PREFIXES) or scope["path"] == "/api":
-            await self._program(scope, receive, send)
+        elif path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or self.page_session(scope):
+            await self.app(scope, receive, send)
+        elif self.credentials.users or path.startswith(self.token_only):
+            await self._checked(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
-    async def _program(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _checked(self, scope: Scope, receive: Receive, send: Send) -> None:
         authorization = _header(scope, b"authorization")
         if not authorization:
             await self._refuse(send, "Authentication required.")

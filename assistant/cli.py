@@ -49,9 +49,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings.from_env(
-        index=args.index,
-        model=args.model,
-        precision=args.precision,
+        index=getattr(args, "index", None),
+        model=getattr(args, "model", None),
+        precision=getattr(args, "precision", None),
         sources=getattr(args, "sources", None),
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),

@@ -10,10 +10,14 @@ import contextlib
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.requests import cookie_parser
+from starlette.routing import Mount
+from starlette.types import Scope
 
 from .api import create_api, mcp_tools
 from .auth import AuthGate, Credentials, Throttle
@@ -37,8 +41,23 @@ def create_app(settings: Settings, credentials: Credentials | None = None, throt
     gr.mount_gradio_app(app, page, path="/", auth=login, mcp_server=True, **page_options(settings))  # type: ignore[arg-type]
     if not page.mcp_server:  # Gradio reports a failed MCP set-up only in this attribute
         raise RuntimeError(getattr(page, "mcp_error", "the MCP server could not be started"))
-    app.add_middleware(AuthGate, credentials=credentials, throttle=throttle)
+    mounted = next(route.app for route in app.routes if isinstance(route, Mount) and route.path == "")
+    app.add_middleware(AuthGate, credentials=credentials, page_session=logged_in(mounted), throttle=throttle)
     return app
+
+
+def logged_in(page: Any) -> Callable[[Scope], bool]:
+    """Whether a request carries a session from the page's login form: Gradio's cookie, as Gradio checks it."""
+    names = (f"access-token-{page.cookie_id}", f"access-token-unsecure-{page.cookie_id}")
+
+    def check(scope: Scope) -> bool:
+        header = next((value for key, value in scope.get("headers", []) if key == b"cookie"), None)
+        if header is None:
+            return False
+        jar = cookie_parser(header.decode("latin-1"))
+        return any(jar.get(name) in page.tokens for name in names)
+
+    return check
 
 
 def exposure_warning(host: str, credentials: Credentials) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ CITATION_FIELDS = {"number", "text", "highlight", "source", "start_line", "end_l
 class Running:
     url: str
     throttle: Throttle
+    app: object
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +43,13 @@ def server(ui_settings: Settings, free_port: int) -> Iterator[Running]:
     settings = ui_settings.replace(port=free_port)
     throttle = Throttle()
     credentials = Credentials.load(auth=f"{USER}:{PASSWORD}", environ={TOKENS_ENV: TOKEN})
-    with running(create_app(settings, credentials, throttle), settings) as url:
+    app = create_app(settings, credentials, throttle)
+    with running(app, settings) as url:
         deadline = time.monotonic() + 120
         while httpx.get(url + "api/health").status_code != 200:
             assert time.monotonic() < deadline, "the model did not load"
             time.sleep(0.2)
-        yield Running(url, throttle)
+        yield Running(url, throttle, app)
 
 
 @pytest.fixture(scope="module")
@@ -215,15 +218,41 @@ def test_program_routes_answer_401_without_credentials_and_200_with_them(
     assert httpx.request(method, url, json=body, headers=BEARER, timeout=60).status_code == 200
 
 
+def routes(app: object, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """Every (method, path) the server has, the mounted page and MCP included; path parameters filled in."""
+    from starlette.routing import Mount
+
+    for route in getattr(app, "routes", []):
+        inner = getattr(route, "original_router", None)  # FastAPI's included routers
+        if isinstance(route, Mount) or inner is not None:
+            yield from routes(inner or route, prefix + getattr(route, "path", ""))
+        else:
+            path = re.sub(r"\{[^}]+\}", "x", prefix + route.path)
+            for method in sorted(getattr(route, "methods", None) or {"GET"}):
+                if method != "HEAD":
+                    yield method, path
+
+
+def test_every_route_but_health_and_the_login_page_answers_401_without_credentials(server: Running) -> None:
+    open_paths = {"/api/health", "/", "/favicon.ico", "/theme.css", "/robots.txt", "/manifest.json"}
+    checked = sorted(set(routes(server.app)))
+    assert len(checked) > 80 and ("POST", "/gradio_api/queue/join") in checked and ("GET", "/gradio_api/mcp/sse") in checked
+    for method, path in checked:
+        if path in open_paths or path.startswith(("/assets/", "/static/")) or path.rstrip("/") == "/login":
+            continue
+        response = httpx.request(method, server.url.rstrip("/") + path, timeout=10)
+        assert response.status_code == 401, (method, path, response.status_code)
+
+
 def test_the_page_needs_a_login_and_health_does_not(server: Running) -> None:
     assert httpx.get(server.url + "api/health").status_code == 200
-    for path in ("config", "gradio_api/info"):
-        assert httpx.get(server.url + path).status_code == 401
+    assert "auth_required" in httpx.get(server.url).text  # the login form
     with httpx.Client(base_url=server.url) as browser:
+        assert browser.post("login", data={"username": USER, "password": "feil"}).status_code == 400
         login = browser.post("login", data={"username": USER, "password": PASSWORD})
         assert login.status_code == 200
-        assert browser.get("config").status_code == 200
-        assert browser.get("gradio_api/info").status_code == 200
+        for path in ("config", "gradio_api/info", "api/documents", "docs"):
+            assert browser.get(path).status_code == 200, path  # one login opens the page, the API and its docs
 
 
 def test_failed_logins_slow_down_and_a_success_resets(server: Running) -> None:

@@ -97,7 +97,7 @@ def test_delays_double_from_half_a_second_to_the_cap() -> None:
     assert [throttle.delay(n) for n in range(7)] == [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
 
 
-# ---- the gate in front of a stand-in app ---------------------------------------------------------
+# ---- the gate in front of a stand-in app -----------------------------------------------------------
 
 
 async def _ok(request: Request) -> PlainTextResponse:
@@ -110,23 +110,37 @@ async def _login(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok" if right else "no", status_code=200 if right else 400)
 
 
-def gate(credentials: Credentials, throttle: Throttle) -> httpx.AsyncClient:
-    routes = [Route(p, _ok) for p in ("/", "/config", "/api/health", "/api/search", "/docs", "/gradio_api/mcp/")]
-    app = AuthGate(Starlette(routes=[*routes, Route("/login", _login, methods=["POST"])]), credentials, throttle)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+def gate(credentials: Credentials, throttle: Throttle, logged_in: bool = False) -> httpx.AsyncClient:
+    routes = [Route(p, _ok) for p in ("/", "/config", "/assets/app.js", "/api/health", "/api/search", "/docs", "/gradio_api/mcp/")]
+    app = Starlette(routes=[*routes, Route("/login", _login, methods=["POST"])])
+    gated = AuthGate(app, credentials, page_session=lambda scope: logged_in, throttle=throttle)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=gated), base_url="http://test")
 
 
-def test_program_routes_need_credentials_and_the_rest_is_left_to_the_page(credentials: Credentials) -> None:
+def test_every_route_needs_credentials_but_health_and_the_login_page(credentials: Credentials) -> None:
     async def check() -> None:
         async with gate(credentials, Throttle()) as client:
-            for path in ("/api/search", "/docs", "/gradio_api/mcp/"):
+            for path in ("/api/search", "/docs", "/gradio_api/mcp/", "/config"):
                 refused = await client.get(path)
                 assert refused.status_code == 401 and "Bearer" in refused.headers["www-authenticate"]
                 assert "Authentication required" in refused.json()["detail"]
                 assert (await client.get(path, headers={"Authorization": f"Bearer {TOKEN}"})).status_code == 200
                 assert (await client.get(path, headers={"Authorization": basic("anna", "riktig passord")})).status_code == 200
-            assert (await client.get("/api/health")).status_code == 200
-            assert (await client.get("/config")).status_code == 200  # Gradio's own login guards the page
+            for path in ("/api/health", "/", "/assets/app.js"):
+                assert (await client.get(path)).status_code == 200
+        async with gate(credentials, Throttle(), logged_in=True) as client:
+            assert (await client.get("/config")).status_code == 200  # a page login opens everything
+            assert (await client.get("/api/search")).status_code == 200
+
+    asyncio.run(check())
+
+
+def test_tokens_without_users_close_only_the_api_and_mcp() -> None:
+    async def check() -> None:
+        async with gate(Credentials.load(environ={TOKENS_ENV: TOKEN}), Throttle()) as client:
+            assert (await client.get("/config")).status_code == 200
+            assert (await client.get("/api/search")).status_code == 401
+            assert (await client.get("/gradio_api/mcp/")).status_code == 401
 
     asyncio.run(check())
 
