@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .chunking import sentence_spans
-from .lexical import analyze, looks_norwegian
-from .retrieval import Hit, Retriever, Search
+from .lexical import looks_norwegian
+from .retrieval import TURN_CHARS, Hit, Retriever, Search
 
 UNIT_LABELS = {
     "no": {"line": ("linje", "linje"), "page": ("side", "side"), "paragraph": ("avsnitt", "avsnitt")},
@@ -55,6 +55,8 @@ class Citation:
     lead_in: str = ""
     speaker: str = ""
     score: float = 0.0
+    trimmed_before: bool = False
+    trimmed_after: bool = False
 
     def label(self, lang: str = "no") -> str:
         singular, plural = UNIT_LABELS[lang][self.unit]
@@ -75,19 +77,7 @@ class Answer:
     note: str = ""
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """Calibrated on the dev set's out-of-scope questions plus tests/calibration.jsonl (never on heldout).
-
-    Evidence = (best sentence cosine - best cosine to generic off-topic passages)
-    + weight_coverage * (idf-weighted share of the question's words found in the texts).
-    English questions share few words with Norwegian texts, so their bar is lower.
-    """
-
-    weight_coverage: float = 0.2
-    found_no: float = 0.085
-    found_en: float = 0.0
-    relevance: float = 0.06
+RELATED_MARGIN = 0.06  # further extracts are shown while their score is this close to the best
 
 
 def question_language(question: str) -> str:
@@ -99,8 +89,7 @@ def answer(
     retriever: Retriever,
     k: int = 5,
     history: Sequence[str] = (),
-    max_chars: int = 1000,
-    thresholds: Thresholds = Thresholds(),
+    max_chars: int = TURN_CHARS,
 ) -> Answer:
     """Search, decide whether the texts answer, and render the cited extracts."""
     cleaned = _clean(question)
@@ -113,10 +102,10 @@ def answer(
         note = TEXTS[lang]["truncated"].format(n=max_chars)
     search = retriever.run(cleaned, k=k, history=[c for c in map(_clean, history) if c])
     hits = dedupe(search.hits)
-    best = [float(search.sentence_scores(h).max()) for h in hits]
-    result = Answer(question, is_answered(search, best, lang, thresholds), lang, hits=search.hits, note=note)
+    found = bool(hits) and retriever.models.decline.answers(decline_features(search))
+    result = Answer(question, found, lang, hits=search.hits, note=note)
     if result.found:
-        chosen = [h for h in hits if h.score >= hits[0].score - thresholds.relevance]
+        chosen = [h for h in hits if h.score >= hits[0].score - RELATED_MARGIN * _scale(hits)]
         result.citations = [_cite(n, h, search) for n, h in enumerate(chosen[:k], 1)]
     elif hits:
         result.related = [_cite(1, hits[0], search)]
@@ -124,12 +113,24 @@ def answer(
     return result
 
 
-def is_answered(search: Search, best: Sequence[float], lang: str, thresholds: Thresholds) -> bool:
-    """Answered when the best sentence beats generic text by a margin, helped by shared words."""
-    if not best:
-        return False
-    evidence = max(best[:3]) - search.background + thresholds.weight_coverage * search.coverage
-    return evidence >= (thresholds.found_no if lang == "no" else thresholds.found_en)
+def decline_features(search: Search) -> dict[str, float]:
+    """Question-level evidence that the texts answer it (see ranking.Decline)."""
+    top = search.hits[:3]
+    sentence = max((h.sentence for h in top), default=0.0)
+    english = 1.0 - looks_norwegian(search.query)
+    return {
+        "sentence": sentence,
+        "margin": sentence - search.background,
+        "coverage": search.coverage,
+        "coverage_no": search.coverage * (1.0 - english),
+        "lexical": max((h.lexical for h in top), default=0.0),
+        "english": english,
+    }
+
+
+def _scale(hits: Sequence[Hit]) -> float:
+    """Scores of the fitted ranker have no fixed unit; the margin is relative to the best score."""
+    return max(abs(hits[0].score), 1e-6) if hits else 1.0
 
 
 def dedupe(hits: Sequence[Hit]) -> list[Hit]:
@@ -150,13 +151,16 @@ def _overlaps(a: Hit, b: Hit) -> bool:
 
 
 def best_sentence(hit: Hit, search: Search) -> tuple[int, int]:
-    """Span of the sentence that answers best: its embedding similarity plus shared question words."""
+    """Span in the extract of the sentence that answers best: its similarity plus shared question words."""
     spans = sentence_spans(hit.text)
     if len(spans) <= 1:
         return spans[0] if spans else (0, len(hit.text))
     dense = search.sentence_scores(hit)
+    analyze = search.stored.lexical.analyze
     terms = set(analyze(search.query))
     overlap = np.array([len(terms & set(analyze(hit.text[a:b]))) / (len(terms) or 1) for a, b in spans], np.float32)
+    if len(dense) != len(spans):
+        dense = np.zeros(len(spans), np.float32)
     return spans[int(np.argmax(dense + 0.02 * overlap))]
 
 
@@ -173,6 +177,8 @@ def _cite(number: int, hit: Hit, search: Search) -> Citation:
         lead_in=hit.lead_in,
         speaker=hit.speaker,
         score=hit.score,
+        trimmed_before=hit.trimmed_before,
+        trimmed_after=hit.trimmed_after,
     )
 
 
@@ -206,6 +212,7 @@ def _quote(c: Citation, lang: str) -> str:
         body = escape(c.text[:a]) + "**" + escape(c.highlight) + "**" + escape(c.text[a + len(c.highlight) :])
     else:
         body = "**" + escape(c.text) + "**"
+    body = ("… " if c.trimmed_before else "") + body + (" …" if c.trimmed_after else "")
     lines.append("> " + body + f" [{c.number}]")
     if c.speaker:
         lines.append(f"> — *{escape(c.speaker)}*")
@@ -243,7 +250,8 @@ def render_text(result: Answer) -> str:
         lines.append(c.label(result.language))
         if c.lead_in:
             lines.append(f"  {t['context']}: {c.lead_in}")
-        lines.append("  " + c.text.replace(c.highlight, f"»{c.highlight}«", 1) if c.highlight else "  " + c.text)
+        text = c.text.replace(c.highlight, f"»{c.highlight}«", 1) if c.highlight else c.text
+        lines.append("  " + ("… " if c.trimmed_before else "") + text + (" …" if c.trimmed_after else ""))
         if c.speaker:
             lines.append(f"  — {c.speaker}")
     return "\n".join(lines)

@@ -1,17 +1,24 @@
-"""Cut documents into citable extracts that follow the text's own structure.
+"""Cut documents into passages that follow the text's own structure: one paragraph or bullet each.
 
-An extract is shown to the user as a quotation, so it is always a verbatim run
-of whole sentences from one paragraph or bullet; context that helps retrieval
-(heading, the sentence introducing a list, who is speaking) is kept beside it
-instead of being pasted into it.
+A passage is kept whole, so an answer is never hidden because its paragraph was
+cut in two; retrieval scores its sentences one by one and shows the best one
+with its neighbours. Only a paragraph longer than a hard maximum (a text
+without sentence ends, a runaway table) is cut: at a sentence end where there
+is one, else at whitespace, else anywhere. Context that helps retrieval
+(heading, the sentence introducing a list, who is speaking) is kept beside the
+passage instead of being pasted into it, and every sentence knows its lines.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from assistant.sources import Document
+import numpy as np
+
+from .sources import Document
 
 
 @dataclass(frozen=True)
@@ -25,11 +32,17 @@ class Chunk:
     speaker: str = ""
     kind: str = "paragraph"
     unit: str = "line"
+    sentence_lines: tuple[tuple[int, int], ...] = ()  # (first, last) line of each sentence of text
+
+    def __post_init__(self) -> None:
+        # chunks.jsonl stores tuples as lists
+        object.__setattr__(self, "sentence_lines", tuple(tuple(pair) for pair in self.sentence_lines))
 
     @property
     def embed_text(self) -> str:
-        """Context travels with the extract so a question can match the heading or speaker too."""
-        return "\n".join(part for part in (self.heading, self.lead_in, self.text, self.speaker) if part)
+        """Context travels with the passage so a question can match the heading or speaker too."""
+        speaker = self.speaker if self.speaker not in self.text else ""
+        return "\n".join(part for part in (self.heading, self.lead_in, self.text, speaker) if part)
 
 
 # --- sentences -------------------------------------------------------------
@@ -74,20 +87,26 @@ def _skip_space(text: str, position: int) -> int:
     return position
 
 
+_NEXT_WORD = re.compile(r"\s*(\S{1,40})")
+_WORD_REACH = 40  # how far back a period's word is looked for; keeps sentence splitting linear
+
+
 def _is_boundary(text: str, match: re.Match[str]) -> bool:
-    rest = text[match.end():].lstrip()
-    if not rest:
+    following = _NEXT_WORD.match(text, match.end())
+    if following is None:
         return True
-    following = rest[0]
-    if not (following.isupper() or following.isdigit() or following in _OPENERS):
+    rest = following.group(1)
+    if not (rest[0].isupper() or rest[0].isdigit() or rest[0] in _OPENERS):
         return False
     if match.group().rstrip(_CLOSERS) != ".":
         return True
-    word_start = match.start()
-    while word_start > 0 and not text[word_start - 1].isspace():
-        word_start -= 1
+    reach = max(0, match.start() - _WORD_REACH)
+    word_start = max(text.rfind(ch, reach, match.start()) for ch in " \t\n") + 1 or reach
     word = text[word_start:match.start() + 1].lstrip(_OPENERS).lower()
-    at_line_start = text[:word_start].rstrip(" \t").endswith("\n") or not text[:word_start].strip()
+    before = word_start
+    while before > reach and text[before - 1] in " \t":
+        before -= 1
+    at_line_start = before == 0 or text[before - 1] == "\n"
     return not _is_abbreviation(word, rest, at_line_start)
 
 
@@ -101,7 +120,7 @@ def _is_abbreviation(word: str, rest: str, at_line_start: bool) -> bool:
     if len(stem) == 1 and stem.isalpha():
         return True  # an initial, as in "Gunn M. Helgesen"
     if stem.isdigit():
-        next_word = rest.split(maxsplit=1)[0].strip(",.").lower()
+        next_word = rest.strip(",.").lower()
         return next_word in _MONTHS or (at_line_start and len(stem) <= 3)
     return False
 
@@ -121,6 +140,7 @@ _ATTRIBUTION = re.compile(
 _PRONOUNS = {"han", "hun", "de", "hen"}
 _MAX_HEADING_CHARS = 80
 _MAX_ATTRIBUTION_CHARS = 100
+_ATTRIBUTION_REACH = 1000  # the attribution ends the quote; a longer tail is not searched
 
 
 @dataclass(frozen=True)
@@ -131,9 +151,13 @@ class _Block:
     body: int = 0  # where the extract starts, i.e. after a bullet mark
 
 
-def chunk_document(doc: Document, max_chars: int = 500) -> list[Chunk]:
+MAX_PASSAGE_CHARS = 1500  # about what the embedding model reads (512 tokens); longer paragraphs are cut
+
+
+def chunk_document(doc: Document, max_chars: int = MAX_PASSAGE_CHARS) -> list[Chunk]:
     """Chunks in document order, each citing the lines (or pages/paragraphs) it was taken from."""
     lines = doc.text.split("\n")
+    lines[: doc.body_line] = [""] * min(doc.body_line, len(lines))  # front matter describes, it is not text
     units = doc.line_units or tuple(range(1, len(lines) + 1))
     chunks: list[Chunk] = []
     heading = lead_in = previous_tail = named = ""
@@ -153,18 +177,22 @@ def chunk_document(doc: Document, max_chars: int = 500) -> list[Chunk]:
             speaker = named or speaker  # "fulgte han opp" continues the last named speaker
         elif speaker:
             named = speaker
-        for (start, end), text in zip(spans, texts):
+        newlines = [m.start() for m in re.finditer("\n", block.text)]
+        for span, text in zip(spans, texts):
+            line_of = _line_finder(block, newlines, span, text, units)
+            sentences = tuple((line_of(a), line_of(b - 1)) for a, b in sentence_spans(text))
             chunks.append(
                 Chunk(
                     text=text,
                     source=doc.source,
-                    start_line=units[block.start + block.text.count("\n", 0, start)],
-                    end_line=units[block.start + block.text.count("\n", 0, end - 1)],
+                    start_line=sentences[0][0],
+                    end_line=sentences[-1][1],
                     heading=heading,
                     lead_in=lead_in if block.kind == "bullet" else "",
-                    speaker=speaker if speaker not in text else "",
+                    speaker=speaker,
                     kind=block.kind,
                     unit=doc.unit,
+                    sentence_lines=sentences,
                 )
             )
         previous_kind, previous_tail = block.kind, texts[-1]
@@ -251,16 +279,59 @@ def _heading_text(text: str) -> str:
     return _collapse(match.group(1) if match else text).strip("*_ ")
 
 
+def _line_finder(
+    block: _Block, newlines: list[int], span: tuple[int, int], text: str, units: Sequence[int]
+) -> Callable[[int], int]:
+    """Maps an offset in the collapsed passage text to the citation unit of its line.
+
+    Collapsing only merges whitespace, so the n-th non-space character of the
+    passage is the n-th non-space character of the block's span.
+    """
+    start, end = span
+    solid = [m.start() for m in re.finditer(r"\S", block.text[start:end])]
+    before = np.cumsum([not ch.isspace() for ch in text]) - 1
+
+    def line_of(offset: int) -> int:
+        at = start + solid[max(0, int(before[min(offset, len(before) - 1)]))]
+        return units[block.start + bisect.bisect_right(newlines, at)]
+
+    return line_of
+
+
 def _pieces(block: _Block, max_chars: int) -> list[tuple[int, int]]:
-    """Greedy packing of whole sentences, so no extract ever ends mid-sentence."""
+    """The block's body whole, or, past max_chars, greedy runs of whole sentences.
+
+    A sentence longer than max_chars is cut at its last whitespace that fits,
+    else at max_chars itself, so no passage is ever longer than max_chars.
+    Lengths are summed rather than measured again, which keeps this linear.
+    """
+    body = (_skip_space(block.text, block.body), len(block.text.rstrip()))
+    if len(_collapse(block.text[body[0]:body[1]])) <= max_chars:
+        return [body]
     pieces: list[tuple[int, int]] = []
+    length = 0
     for start, end in sentence_spans(block.text[block.body:]):
-        start, end = start + block.body, end + block.body
-        if pieces and len(_collapse(block.text[pieces[-1][0]:end])) <= max_chars:
-            pieces[-1] = (pieces[-1][0], end)
-        else:
-            pieces.append((start, end))
+        for start, end in _cut(block.text, start + block.body, end + block.body, max_chars):
+            size = len(_collapse(block.text[start:end]))
+            if pieces and length + 1 + size <= max_chars:
+                pieces[-1] = (pieces[-1][0], end)
+                length += 1 + size
+            else:
+                pieces.append((start, end))
+                length = size
     return pieces
+
+
+def _cut(text: str, start: int, end: int, max_chars: int) -> Iterator[tuple[int, int]]:
+    """Spans of at most max_chars collapsed characters, cut at whitespace where there is any."""
+    if len(_collapse(text[start:end])) > max_chars:
+        while end - start > max_chars:  # collapsing never lengthens, so max_chars raw characters fit
+            space = max(text.rfind(ch, start + 1, start + max_chars + 1) for ch in " \t\n")
+            cut = space if space > start else start + max_chars
+            yield start, cut
+            start = _skip_space(text, cut)
+    if end > start:
+        yield start, end
 
 
 def _speaker(texts: list[str]) -> str:
@@ -268,7 +339,7 @@ def _speaker(texts: list[str]) -> str:
     paragraph = " ".join(texts)
     if not paragraph.startswith(_QUOTE_DASHES):
         return ""
-    match = _ATTRIBUTION.fullmatch(split_sentences(paragraph)[-1])
+    match = _ATTRIBUTION.fullmatch(split_sentences(paragraph[-_ATTRIBUTION_REACH:])[-1])
     if not match or len(match.group(1)) > _MAX_ATTRIBUTION_CHARS:
         return ""
     return match.group(1)

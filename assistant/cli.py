@@ -1,4 +1,4 @@
-"""Command line: ``python -m assistant build | ask | eval | serve | hash-password``."""
+"""Command line: ``python -m assistant build | ask | eval | tune | serve | hash-password``."""
 
 from __future__ import annotations
 
@@ -29,9 +29,20 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("-k", type=int, default=5, help="at most this many extracts (default 5, at most 50)")
     ask.add_argument("--json", action="store_true")
 
-    ev = sub.add_parser("eval", parents=[common], help="hit@k, MRR and declines on a question file")
-    ev.add_argument("file", type=Path)
+    ev = sub.add_parser("eval", parents=[common], help="hit@k, MRR, declines and list recall on a question file")
+    ev.add_argument("file", type=Path, help="a .jsonl question file, or a folder of them")
+    ev.add_argument("--split", type=Path, help="report the tune and the test half of this split file separately")
+    ev.add_argument(
+        "--corpus", type=Path, nargs="+", metavar="DIR",
+        help="first build (incrementally) an index of these folders' texts in --index (default .eval/index)",
+    )
     ev.add_argument("--json", action="store_true")
+
+    tune = sub.add_parser("tune", parents=[common], help="choose and fit ranking and decline on a split's tune half")
+    tune.add_argument("file", type=Path, help="question bank: a .jsonl file or a folder of them")
+    tune.add_argument("--split", type=Path, required=True, help="split file; only its tune half is used")
+    tune.add_argument("--corpus", type=Path, nargs="+", metavar="DIR", help="as for eval")
+    tune.add_argument("--out", type=Path, help="where to write the models (default: the package's data/ranking.json)")
 
     serve = sub.add_parser("serve", parents=[common], help="start the chat in the browser")
     serve.add_argument("--sources", type=Path)
@@ -96,13 +107,47 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _eval(args: argparse.Namespace, settings: Settings) -> int:
-    from .evaluation import evaluate, format_report, load_questions
+def _eval_retriever(args: argparse.Namespace, settings: Settings):  # -> Retriever
+    """The retriever to measure: of --index, or of an index built from --corpus folders first."""
     from .retrieval import Retriever
 
-    retriever = Retriever.load(settings.index, model=args.model, settings=settings)
-    report = evaluate(retriever, load_questions(args.file))
-    print(json.dumps(report.to_json(), ensure_ascii=False, indent=2) if args.json else format_report(report))
+    if args.corpus:
+        from .evaluation import prepare_corpus
+        from .indexing import build_index
+
+        index = args.index or Path(".eval/index")
+        settings = settings.replace(index=index, sources=prepare_corpus(args.corpus, index.parent / "sources"))
+        print(build_index(settings).summary(), file=sys.stderr)
+    return Retriever.load(settings.index, model=args.model, settings=settings)
+
+
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    from .evaluation import evaluate, format_report, load_questions, load_split
+
+    retriever = _eval_retriever(args, settings)
+    questions = load_questions(args.file)
+    if args.split:
+        split = load_split(args.split)
+        reports = {name: evaluate(retriever, split.half(questions, name)) for name in ("tune", "test")}
+    else:
+        reports = {"all": evaluate(retriever, questions)}
+    if args.json:
+        print(json.dumps({name: r.to_json() for name, r in reports.items()}, ensure_ascii=False, indent=2))
+    else:
+        print("\n\n".join(format_report(r, f"== {name} ({args.file}) ==") for name, r in reports.items()))
+    return 0
+
+
+def _tune(args: argparse.Namespace, settings: Settings) -> int:
+    from .evaluation import load_questions, load_split
+    from .ranking import DATA_FILE
+    from .tuning import tune
+
+    retriever = _eval_retriever(args, settings)
+    models = tune(retriever, load_questions(args.file), load_split(args.split), report=lambda line: print(line, file=sys.stderr))
+    out = args.out or Path(__file__).parent / DATA_FILE
+    models.save(out)
+    print(f"wrote {out}")
     return 0
 
 
@@ -132,7 +177,14 @@ def _hash_password(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-COMMANDS = {"build": _build, "ask": _ask, "eval": _eval, "serve": _serve, "hash-password": _hash_password}
+COMMANDS = {
+    "build": _build,
+    "ask": _ask,
+    "eval": _eval,
+    "tune": _tune,
+    "serve": _serve,
+    "hash-password": _hash_password,
+}
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from .settings import Settings
 from .sources import Skipped, SourceError, read_document, scan_sources
 from .store import Manifest, StoreError, StoredIndex, build_lock, load_index, read_manifest, save_index
 
-CHUNKER_VERSION = 1
+CHUNKER_VERSION = 2
 EMBED_BATCH = 256
 
 Progress = Callable[[str, int, int], None]
@@ -36,23 +36,26 @@ class BuildReport:
     files_changed: int = 0
     files_removed: int = 0
     files_unchanged: int = 0
+    files_relabelled: int = 0
     files_skipped: int = 0
     chunks_embedded: int = 0
     chunks_total: int = 0
     seconds: float = 0.0
     skipped: list[Skipped] = field(default_factory=list)
+    notes: list[Skipped] = field(default_factory=list)  # indexed, but something was ignored
 
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
         data["seconds"] = round(self.seconds, 2)
-        data["skipped"] = [asdict(s) for s in self.skipped]
         return data
 
     def summary(self, lang: str = "en") -> str:
         """One summary for the CLI (English) and the page (Norwegian)."""
-        head, skipped = _SUMMARY[lang]
+        head, relabelled, skipped, note = _SUMMARY[lang]
         lines = [head.format(r=self, seconds=f"{self.seconds:.1f}")]
+        lines += [relabelled.format(r=self)] if self.files_relabelled else []
         lines += [skipped.format(s=s) for s in self.skipped]
+        lines += [note.format(s=s) for s in self.notes]
         return "\n".join(lines)
 
 
@@ -60,12 +63,16 @@ _SUMMARY = {
     "en": (
         "{r.files_added} added, {r.files_changed} changed, {r.files_removed} removed, {r.files_unchanged} unchanged, "
         "{r.files_skipped} skipped files; {r.chunks_embedded} of {r.chunks_total} passages embedded in {seconds} s.",
+        "  {r.files_relabelled} unchanged files with new metadata (nothing re-embedded)",
         "  skipped {s.source}: {s.reason}",
+        "  note on {s.source}: {s.reason}",
     ),
     "no": (
         "Indeksen er oppdatert: {r.files_added} nye, {r.files_changed} endrede, {r.files_removed} fjernede og "
         "{r.files_unchanged} uendrede filer; {r.chunks_embedded} av {r.chunks_total} tekstbiter lagt inn på {seconds} s.",
+        "{r.files_relabelled} uendrede filer fikk nye metadata (ingenting lagt inn på nytt)",
         "Hoppet over {s.source}: {s.reason}",
+        "Merknad om {s.source}: {s.reason}",
     ),
 }
 
@@ -87,8 +94,8 @@ def index_status(settings: Settings) -> str | None:
     if manifest.chunker != chunker_settings(settings):
         return "the chunker settings changed"
     files, _ = scan_sources(settings.sources, int(settings.max_file_mb * 1e6))
-    current = {f.source: f.sha256 for f in files}
-    indexed = {s: str(meta["sha256"]) for s, meta in manifest.sources.items()}
+    current = {f.source: (f.sha256, f.sidecar_sha256) for f in files}
+    indexed = {s: (str(meta["sha256"]), str(meta.get("sidecar_sha256", ""))) for s, meta in manifest.sources.items()}
     if current != indexed:
         return "the source texts changed"
     return None
@@ -106,24 +113,40 @@ def build_index(settings: Settings, full: bool = False, progress: Progress | Non
         old_sources = previous.manifest.sources if previous else {}
         chunks: list[Chunk] = []
         sources: dict[str, dict[str, object]] = {}
+        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         for n, file in enumerate(files, 1):
             notify("reading", n, len(files))
-            old = old_sources.get(file.source)
-            if previous is not None and old is not None and old["sha256"] == file.sha256:
+            old = old_sources.get(file.source) or {}
+            same_text = previous is not None and old.get("sha256") == file.sha256
+            if same_text and old.get("sidecar_sha256", "") == file.sidecar_sha256 and old.get("meeting"):
                 report.files_unchanged += 1
-                new_chunks = [previous.chunks[i] for i in previous.by_source.get(file.source, [])]
+                meeting = old.get("meeting") or {}
             else:
                 try:
                     doc = read_document(file)
                 except SourceError as exc:
                     report.skipped.append(Skipped(file.source, str(exc)))
                     continue
-                new_chunks = chunk_document(doc, settings.max_chunk_chars)
-                if old is None:
-                    report.files_added += 1
-                else:
+                report.notes.extend(Skipped(file.source, note) for note in doc.notes)
+                meeting = doc.meeting.to_json()
+                if same_text:
+                    report.files_relabelled += 1  # only the sidecar changed: same chunks, new meeting
+                elif old:
                     report.files_changed += 1
-            sources[file.source] = {"sha256": file.sha256, "chunks": len(new_chunks), "bytes": file.size}
+                else:
+                    report.files_added += 1
+            if same_text:
+                new_chunks = [previous.chunks[i] for i in previous.by_source.get(file.source, [])]  # type: ignore[union-attr]
+            else:
+                new_chunks = chunk_document(doc, settings.max_chunk_chars)
+            sources[file.source] = {
+                "sha256": file.sha256,
+                "sidecar_sha256": file.sidecar_sha256,
+                "chunks": len(new_chunks),
+                "bytes": file.size,
+                "meeting": meeting,
+                "added": old.get("added") or now,
+            }
             chunks.extend(new_chunks)
         report.files_removed = len(set(old_sources) - set(sources))
         report.files_skipped = len(report.skipped)
@@ -164,7 +187,7 @@ def _text_key(text: str) -> str:
 
 
 def background_texts() -> list[str]:
-    """Generic off-topic passages shipped with the package; see answer.is_answered."""
+    """Generic off-topic passages shipped with the package; see answer.decline_features."""
     raw = resources.files("assistant").joinpath("data/background.txt").read_text(encoding="utf-8")
     return [line.strip() for line in raw.splitlines() if line.strip() and not line.startswith("#")]
 

@@ -29,7 +29,7 @@ class Settings:
     cache_dir: Path = field(default_factory=_default_cache)
     query_prefix: str = "query: "
     passage_prefix: str = "passage: "
-    max_chunk_chars: int = 500
+    max_chunk_chars: int = 1500  # hard maximum of a passage; paragraphs up to it stay whole
     max_file_mb: float = 20.0
     max_question_chars: int = 1000
     top_k: int = 5

@@ -1,8 +1,11 @@
-"""Find source files and turn them into plain text with a citation unit.
+"""Find source files and turn them into plain text with a citation unit and its meeting.
 
 Scanning only hashes bytes, so an incremental build can skip unchanged files
 without decoding them. Reading keeps text files line-for-line identical to the
-file on disk, because citations point at line numbers a user can check.
+file on disk, because citations point at line numbers a user can check; YAML
+front matter stays in the text but is marked so it is not indexed. A sidecar
+``NAME.meta.yaml`` beside a file describes its meeting and is hashed apart
+from it, so editing only the sidecar re-embeds nothing.
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .meetings import Meeting, describe
 
 if TYPE_CHECKING:  # parsers load lazily, only when a file of their type is read
     from bs4.element import Tag
@@ -20,6 +25,8 @@ if TYPE_CHECKING:  # parsers load lazily, only when a file of their type is read
     from docx.text.paragraph import Paragraph
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".docx", ".pdf")
+SIDECAR = ".meta.yaml"
+MAX_SIDECAR_BYTES = 64_000
 
 _TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 _HTML_SUFFIXES = (".html", ".htm")
@@ -41,6 +48,8 @@ class SourceFile:
     source: str
     sha256: str
     size: int
+    sidecar: Path | None = None
+    sidecar_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,9 @@ class Document:
     sha256: str
     unit: str = "line"
     line_units: tuple[int, ...] | None = None
+    meeting: Meeting = field(default_factory=Meeting)
+    body_line: int = 0  # lines before it (YAML front matter) describe the document and are not indexed
+    notes: tuple[str, ...] = ()  # problems that did not stop the reading, e.g. an unreadable sidecar
 
 
 class SourceError(Exception):
@@ -85,8 +97,13 @@ def _walk(root: Path, folder: Path, max_bytes: int, files: list[SourceFile], ski
     except OSError as exc:
         skipped.append(Skipped(folder.relative_to(root).as_posix() + "/", f"cannot read folder: {exc.strerror or exc}"))
         return
+    names = {p.name for p in entries}
     for path in entries:
         source = path.relative_to(root).as_posix()
+        if path.name.endswith(SIDECAR) and not path.name.startswith("."):
+            if not any(n != path.name and _sidecar_of(folder / n) == path for n in names):
+                skipped.append(Skipped(source, "metadata file without a document beside it"))
+            continue
         if path.is_dir():
             reason = _folder_skip_reason(path)
             if reason:
@@ -98,10 +115,17 @@ def _walk(root: Path, folder: Path, max_bytes: int, files: list[SourceFile], ski
         if reason:
             skipped.append(Skipped(source, reason))
             continue
+        sidecar = _sidecar_of(path)
         try:
-            files.append(SourceFile(path, source, _sha256_file(path), path.stat().st_size))
+            side = (sidecar, _sha256_file(sidecar)) if sidecar.name in names and sidecar.is_file() else (None, "")
+            files.append(SourceFile(path, source, _sha256_file(path), path.stat().st_size, *side))
         except OSError as exc:
             skipped.append(Skipped(source, f"cannot read: {exc.strerror or exc}"))
+
+
+def _sidecar_of(path: Path) -> Path:
+    """``bergvik-2024-06-13.md`` is described by ``bergvik-2024-06-13.meta.yaml``."""
+    return path.with_name(path.stem + SIDECAR)
 
 
 def _folder_skip_reason(path: Path) -> str:
@@ -156,29 +180,87 @@ def _sha256_file(path: Path) -> str:
 
 
 def read_document(file: SourceFile) -> Document:
-    """Extract text in the file's citation unit; every failure names the file."""
+    """Extract text in the file's citation unit, and its meeting; every failure names the file."""
     try:
         data = file.path.read_bytes()
     except OSError as exc:
         raise SourceError(f"{file.source}: cannot read file: {exc.strerror or exc}") from exc
     sha = hashlib.sha256(data).hexdigest()
     suffix = file.path.suffix.lower()
+    units: tuple[int, ...] | None = None
+    unit = "line"
     try:
         if suffix in _TEXT_SUFFIXES:
-            return Document(file.source, decode_text(data), sha)
-        if suffix in _HTML_SUFFIXES:
-            return Document(file.source, html_to_text(decode_text(data)), sha)
-        if suffix == ".docx":
+            text = decode_text(data)
+        elif suffix in _HTML_SUFFIXES:
+            text = html_to_text(decode_text(data))
+        elif suffix == ".docx":
             text, units = _docx_text(data)
-            return Document(file.source, text, sha, "paragraph", units)
-        if suffix == ".pdf":
+            unit = "paragraph"
+        elif suffix == ".pdf":
             text, units = _pdf_text(data)
-            return Document(file.source, text, sha, "page", units)
+            unit = "page"
+        else:
+            raise SourceError(f"unsupported file type '{suffix}'")
     except SourceError as exc:
         raise SourceError(f"{file.source}: {exc}") from exc
     except Exception as exc:  # parsers raise many unrelated types for corrupt input
         raise SourceError(f"{file.source}: cannot parse {suffix[1:].upper()} file: {exc}") from exc
-    raise SourceError(f"{file.source}: unsupported file type '{suffix}'")
+    given, body_line, notes = _front_matter(text) if suffix in _TEXT_SUFFIXES else ({}, 0, [])
+    origin = "front matter"
+    if file.sidecar is not None:
+        side, problem = read_sidecar(file.sidecar)
+        if problem:
+            notes.append(f"{file.sidecar.name} ignored: {problem}")
+        elif side:
+            given, origin = {**given, **side}, "sidecar"
+    body = "\n".join(text.split("\n")[body_line:])
+    meeting = describe(body, file.source, given, origin)
+    return Document(file.source, text, sha, unit, units, meeting, body_line, tuple(notes))
+
+
+_FENCE = re.compile(r"---[ \t]*\n(.*?\n)---[ \t]*(?:\n|$)", re.DOTALL)
+
+
+def _front_matter(text: str) -> tuple[dict[str, object], int, list[str]]:
+    """Fields of a leading YAML block between ``---`` lines, and the line after it."""
+    match = _FENCE.match(text)
+    if not match or len(match.group(1)) > MAX_SIDECAR_BYTES:
+        return {}, 0, []
+    fields, problem = _yaml_fields(match.group(1))
+    if problem:
+        return {}, 0, [f"front matter ignored: {problem}"]
+    return fields, text.count("\n", 0, match.end()) + (0 if match.group(0).endswith("\n") else 1), []
+
+
+def read_sidecar(path: Path) -> tuple[dict[str, object], str]:
+    """A sidecar's fields, or why it cannot be used."""
+    try:
+        if path.stat().st_size > MAX_SIDECAR_BYTES:
+            return {}, f"larger than {MAX_SIDECAR_BYTES // 1000} kB"
+        return _yaml_fields(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError) as exc:
+        return {}, f"cannot read: {exc}"
+
+
+def _yaml_fields(raw: str) -> tuple[dict[str, object], str]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        return {}, f"not valid YAML ({str(exc).splitlines()[0]})"
+    if data is None:
+        return {}, ""
+    if not isinstance(data, dict):
+        return {}, "not a mapping of fields"
+    fields = {str(k).lower(): v for k, v in data.items() if str(k).lower() in ("title", "date", "kind", "body", "place")}
+    if "place" in fields and "body" not in fields:
+        fields["body"] = fields.pop("place")
+    for key, value in fields.items():
+        if not isinstance(value, (str, int, float)) and not hasattr(value, "isoformat"):
+            return {}, f"{key} must be plain text"
+    return fields, ""
 
 
 def decode_text(data: bytes) -> str:

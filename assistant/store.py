@@ -26,8 +26,9 @@ import numpy as np
 
 from .chunking import Chunk
 from .lexical import LexicalIndex
+from .meetings import Meeting, place_names
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 POINTER = "CURRENT"
 LOCK = ".lock"
 ARRAYS = ("vectors", "sentences", "sentence_offsets", "background")
@@ -72,10 +73,14 @@ class StoredIndex:
     sentence_offsets: np.ndarray  # chunk i owns rows sentence_offsets[i]:sentence_offsets[i+1]
     background: np.ndarray  # generic off-topic passages: what "not about these texts" looks like
     by_source: dict[str, list[int]] = field(default_factory=dict)
+    meetings: dict[str, Meeting] = field(default_factory=dict)  # per source: what meeting it records
+    places: frozenset[str] = frozenset()  # the places the meetings belong to, which a question may name
 
     def __post_init__(self) -> None:
         for i, chunk in enumerate(self.chunks):
             self.by_source.setdefault(chunk.source, []).append(i)
+        self.meetings = {s: Meeting.from_json(meta.get("meeting")) for s, meta in self.manifest.sources.items()}  # type: ignore[arg-type]
+        self.places = place_names(self.meetings.values())
 
 
 def current_generation(root: Path) -> Path | None:

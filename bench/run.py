@@ -39,7 +39,7 @@ from assistant import embedding, store  # noqa: E402
 from assistant.answer import answer  # noqa: E402
 from assistant.chunking import Chunk, split_sentences  # noqa: E402
 from assistant.indexing import background_texts  # noqa: E402
-from assistant.lexical import LexicalIndex, _suffix_order, analyze, bm25_weights  # noqa: E402
+from assistant.lexical import LexicalIndex, analyze, bm25_weights  # noqa: E402
 from assistant.retrieval import CANDIDATES, Retriever  # noqa: E402
 from assistant.settings import Settings  # noqa: E402
 
@@ -372,9 +372,13 @@ class CachedQueries:
 
     def __init__(self, embedder: embedding.Embedder, texts: Iterable[str]) -> None:
         self.fingerprint = embedder.fingerprint
+        self._embedder = embedder
         self._vectors = {t: embedder.embed_query(t) for t in texts}
 
     def embed_query(self, text: str) -> np.ndarray:
+        """Also the question without the words naming a meeting, which retrieval embeds in its place."""
+        if text not in self._vectors:
+            self._vectors[text] = self._embedder.embed_query(text)
         return self._vectors[text]
 
 
@@ -475,7 +479,7 @@ def synthetic_lexical(n: int, rng: np.random.Generator, sample: int = 20_000) ->
     rows = np.repeat(np.arange(n), lengths)
     tf = sparse.csr_matrix((np.ones(len(columns), np.float32), (rows, columns)), shape=(n, len(terms)))
     tf.sum_duplicates()
-    return LexicalIndex(bm25_weights(tf, 1.2, 0.75), terms, _suffix_order(terms), 0.5, 256)  # build()'s defaults
+    return LexicalIndex(bm25_weights(tf, 1.2, 0.75), terms, compounds={}, forms={})  # no compound parts: a lower bound
 
 
 def million_point(work: Path, n: int, basis: np.ndarray, embedder: embedding.Embedder, settings: Settings) -> dict[str, object]:

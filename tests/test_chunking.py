@@ -52,10 +52,13 @@ def _corpus_docs() -> list[Document]:
     return [read_document(f) for f in files]
 
 
-def _ks_chunks() -> list[Chunk]:
+def _ks_doc() -> Document:
     files, _ = scan_sources(CORPUS)
-    file = next(f for f in files if f.source == "ks-konsultasjonsmote-2024-04-26.txt")
-    return chunk_document(read_document(file))
+    return read_document(next(f for f in files if f.source == "ks-konsultasjonsmote-2024-04-26.txt"))
+
+
+def _ks_chunks() -> list[Chunk]:
+    return chunk_document(_ks_doc())
 
 
 def _synthetic_docs() -> list[Document]:
@@ -98,12 +101,55 @@ def test_synthetic_chunks_are_verbatim_and_bounded(max_chars: int) -> None:
     for doc in _synthetic_docs() + _corpus_docs():
         chunks = chunk_document(doc, max_chars=max_chars)
         _assert_verbatim(doc, chunks)
-        for chunk in chunks:
-            if len(chunk.text) > max_chars:
-                assert len(split_sentences(chunk.text)) == 1, chunk
+        assert all(len(chunk.text) <= max_chars for chunk in chunks)
 
 
-def test_long_paragraph_splits_at_sentence_ends_with_exact_line_spans() -> None:
+def test_paragraphs_stay_whole_below_the_maximum() -> None:
+    doc = _synthetic_docs()[2]
+    chunks = chunk_document(doc)
+    assert [(c.start_line, c.end_line) for c in chunks] == [(1, 12), (14, 14)]
+    assert chunks[0].text == " ".join(" ".join(doc.text.split("\n")[:12]).split())
+
+
+def test_every_sentence_knows_its_lines() -> None:
+    doc = _synthetic_docs()[2]
+    lines = doc.text.split("\n")
+    chunk = chunk_document(doc)[0]
+    spans = sentence_spans(chunk.text)
+    assert len(chunk.sentence_lines) == len(spans) == 12
+    for (a, b), (first, last) in zip(spans, chunk.sentence_lines):
+        words = chunk.text[a:b].split()
+        assert words[0] in lines[first - 1] and words[-1] in lines[last - 1]
+    assert chunk.sentence_lines[:3] == ((1, 1), (1, 2), (3, 3))
+    bullet = next(c for c in _ks_chunks() if "SLT-samarbeidet" in c.text)
+    assert bullet.sentence_lines == ((17, 17),) * 3
+
+
+def test_a_line_without_sentence_ends_is_cut_at_the_maximum_with_exact_lines() -> None:
+    words = " ".join(f"ord{i}" for i in range(400_000))  # 2.7 MB, no sentence end
+    doc = Document("lang.txt", f"Tittel\n\n{words}\n\nSiste linje.\n", "x")
+    chunks = chunk_document(doc, max_chars=1500)
+    body = chunks[:-1]
+    assert len(body) > 1000 and all(len(c.text) <= 1500 for c in body)
+    assert " ".join(c.text for c in body) == words
+    assert all((c.start_line, c.end_line) == (3, 3) and c.sentence_lines == ((3, 3),) for c in body)
+    assert (chunks[-1].text, chunks[-1].start_line) == ("Siste linje.", 5)
+
+
+def test_a_word_longer_than_the_maximum_is_cut_anywhere() -> None:
+    doc = Document("blob.txt", "x" * 5000 + ". Slutt.", "x")
+    chunks = chunk_document(doc, max_chars=1500)
+    assert [len(c.text) for c in chunks][:3] == [1500, 1500, 1500]
+    assert "".join(c.text for c in chunks).replace(" ", "") == ("x" * 5000 + ". Slutt.").replace(" ", "")
+
+
+def test_many_short_sentences_on_one_line_stay_linear() -> None:
+    text = "Ja. " * 100_000  # 400 kB of one-word sentences on one line
+    chunks = chunk_document(Document("ja.txt", text, "x"), max_chars=1500)
+    assert all(len(c.text) <= 1500 for c in chunks) and sum(len(c.sentence_lines) for c in chunks) == 100_000
+
+
+def test_paragraph_past_the_maximum_splits_at_sentence_ends_with_exact_line_spans() -> None:
     doc = _synthetic_docs()[2]
     lines = doc.text.split("\n")
     chunks = chunk_document(doc, max_chars=200)
@@ -154,16 +200,20 @@ def test_lead_in_is_also_a_paragraph_chunk() -> None:
     assert [(c.kind, c.start_line, c.lead_in) for c in lead] == [("paragraph", 15, "")]
 
 
-def test_long_quote_splits_and_pieces_get_the_speaker() -> None:
-    pieces = [c for c in _ks_chunks() if c.start_line == 7]
+def test_long_quote_stays_one_passage_with_its_speaker_inside() -> None:
+    quote = [c for c in _ks_chunks() if c.start_line == 7]
+    assert len(quote) == 1 and len(quote[0].sentence_lines) == 6
+    assert quote[0].text.startswith("– Jeg er oppriktig bekymret.")
+    assert quote[0].text.endswith("sa Lae Solberg fra KS’ storbynettverk.")
+    assert quote[0].speaker == "sa Lae Solberg fra KS’ storbynettverk"  # for extracts that leave the end out
+    assert quote[0].embed_text.count("sa Lae Solberg") == 1
+
+
+def test_pieces_of_a_quote_past_the_maximum_get_the_speaker() -> None:
+    pieces = [c for c in chunk_document(_ks_doc(), max_chars=300) if c.start_line == 7]
     assert len(pieces) >= 2
-    assert pieces[0].text.startswith("– Jeg er oppriktig bekymret.")
     for piece in pieces:
-        if "sa Lae Solberg" in piece.text:
-            assert piece.speaker == ""
-        else:
-            assert piece.speaker == "sa Lae Solberg fra KS’ storbynettverk"
-            assert piece.speaker in piece.embed_text
+        assert piece.speaker == "sa Lae Solberg fra KS’ storbynettverk" and piece.speaker in piece.embed_text
     assert pieces[-1].text.endswith("sa Lae Solberg fra KS’ storbynettverk.")
 
 
@@ -214,7 +264,8 @@ def test_markdown_structure() -> None:
     assert {b.heading for b in bullets[3:]} == {"Oppfølging"}
 
     quote = chunk_document(Document("notat.md", MARKDOWN, "x"), max_chars=60)[-2:]
-    assert [q.speaker for q in quote] == ["sa Helgesen", ""]
+    assert [q.speaker for q in quote] == ["sa Helgesen", "sa Helgesen"]
+    assert quote[0].embed_text.endswith("sa Helgesen") and quote[1].embed_text.count("sa Helgesen") == 1
 
 
 def test_line_units_map_to_pages() -> None:
