@@ -34,6 +34,7 @@ eval: install
 
 bench: install
 	$(PY) bench/run.py
+	$(PY) bench/hostile.py
 
 screenshot: install browser
 	SCREENSHOT_OUT=docs/screenshot.png $(PY) -m pytest -q tests/test_browser.py -k screenshot

@@ -6,41 +6,18 @@ Every word shown as evidence is quoted from the texts; only the framing
 
 from __future__ import annotations
 
-import html
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from .chunking import sentence_spans
 from .lexical import looks_norwegian
-from .retrieval import TURN_CHARS, Hit, Retriever, Search
+from .render import TEXTS, UNIT_LABELS, escape, render_markdown, render_text
+from .retrieval import TURN_CHARS, Hit, Retriever, Search, Where
 
-UNIT_LABELS = {
-    "no": {"line": ("linje", "linje"), "page": ("side", "side"), "paragraph": ("avsnitt", "avsnitt")},
-    "en": {"line": ("line", "lines"), "page": ("page", "pages"), "paragraph": ("paragraph", "paragraphs")},
-}
-TEXTS = {
-    "no": {
-        "found": "Dette sier tekstene:",
-        "not_found": "Jeg fant ikke noe svar på dette i tekstene.",
-        "maybe": "Kanskje relatert (svarer ikke direkte på spørsmålet):",
-        "sources": "Kilder",
-        "context": "Fra",
-        "empty": "Skriv et spørsmål om møtetekstene, for eksempel «Hva krevde KS om SLT?».",
-        "truncated": "Spørsmålet var svært langt; bare de første {n} tegnene ble brukt.",
-    },
-    "en": {
-        "found": "Here is what the texts say:",
-        "not_found": "I could not find an answer to this in the texts.",
-        "maybe": "Maybe related (does not answer the question directly):",
-        "sources": "Sources",
-        "context": "From",
-        "empty": "Ask a question about the meeting texts, for example “What did KS demand on SLT?”.",
-        "truncated": "The question was very long; only its first {n} characters were used.",
-    },
-}
+__all__ = ["TEXTS", "Answer", "Citation", "answer", "escape", "render_markdown", "render_text"]
 
 
 @dataclass(frozen=True)
@@ -57,12 +34,17 @@ class Citation:
     score: float = 0.0
     trimmed_before: bool = False
     trimmed_after: bool = False
+    title: str = ""  # the meeting, as "KS konsultasjonsmøte 26.04.2024"
+    date: str = ""
+    kind: str = ""
 
     def label(self, lang: str = "no") -> str:
+        """"[1] KS konsultasjonsmøte 26.04.2024, linje 17"; the file name where the meeting is unknown."""
         singular, plural = UNIT_LABELS[lang][self.unit]
+        where = self.title or self.source
         if self.start_line == self.end_line:
-            return f"[{self.number}] {self.source}, {singular} {self.start_line}"
-        return f"[{self.number}] {self.source}, {plural} {self.start_line}–{self.end_line}"
+            return f"[{self.number}] {where}, {singular} {self.start_line}"
+        return f"[{self.number}] {where}, {plural} {self.start_line}–{self.end_line}"
 
 
 @dataclass
@@ -76,6 +58,27 @@ class Answer:
     markdown: str = ""
     note: str = ""
 
+    def to_json(self) -> dict[str, object]:
+        """Plain data for scripts and the HTTP API: texts as in the file, not Markdown-escaped."""
+        return {
+            "question": self.question,
+            "found": self.found,
+            "language": self.language,
+            "note": self.note,
+            "citations": [asdict(c) for c in self.citations],
+            "related": [asdict(c) for c in self.related],
+            "hits": [hit_json(h) for h in self.hits],
+            "markdown": self.markdown,
+        }
+
+
+def hit_json(hit: Hit) -> dict[str, object]:
+    """A hit's citable fields; the ranking's internals (ids, sentence ranges) stay inside."""
+    data = asdict(hit)
+    for internal in ("chunk_id", "sentences", "best"):
+        data.pop(internal)
+    return data
+
 
 RELATED_MARGIN = 0.06  # further extracts are shown while their score is this close to the best
 
@@ -84,33 +87,112 @@ def question_language(question: str) -> str:
     return "no" if looks_norwegian(question) >= 0.5 else "en"
 
 
+DEFAULT_K = 5
+LIST_ITEMS = 10  # at most this many extracts when the question asks for several things
+LIST_MARGIN = 0.05  # list items are shown while their best sentence is this close to the best item's
+_SEVERAL = re.compile(
+    r"\b(?:hvilke|hvem\s+(?:deltok|møtte|var\s+til\s+stede|stilte)|kva\s+for\s+(?:nokre|nokon)|kven\s+(?:deltok|møtte|stilte)"
+    r"|hva\s+(?:vedtok|krevde|lovet|foreslo)|kva\s+(?:vedtok|kravde|lova|føreslo)"
+    r"|which\s+\w+s\b|what\s+\w+s\s+(?:did|were|are|does|do)\b|what\s+(?:are|were)\s+the\b"
+    r"|who\s+(?:attended|took\s+part|was\s+present|were)|what\s+did\s+.{1,60}?\b(?:decide|promise|demand|propose)"
+    r"|what\s+did\s+.{1,60}?\b(?:ask|call|want)\b.{0,40}?\bfor\b|list\b|alle\b|nevn\b)",
+    re.IGNORECASE,
+)
+
+
+def asks_for_several(question: str) -> bool:
+    """"Hvilke krav …", "Hvem deltok …", "What did KS ask the state for …": the answer is a list."""
+    return _SEVERAL.search(question) is not None
+
+
 def answer(
     question: str,
     retriever: Retriever,
-    k: int = 5,
+    k: int | None = None,
     history: Sequence[str] = (),
     max_chars: int = TURN_CHARS,
+    where: Where | Mapping[str, object] | None = None,
 ) -> Answer:
-    """Search, decide whether the texts answer, and render the cited extracts."""
+    """Search, decide whether the texts answer, and render the cited extracts.
+
+    At most ``k`` extracts: by default 5, or 10 when the question asks for
+    several things. ``where`` limits the answer to documents (see Retriever.search). When the
+    question asks for several things, or the best extracts are items of one
+    list, the list is shown whole: its lead-in once, then every relevant item.
+    """
     cleaned = _clean(question)
     lang = question_language(cleaned) if cleaned else "no"
     if not cleaned:
         return Answer(question, False, lang, markdown=TEXTS[lang]["empty"])
-    note = ""
+    notes = []
     if len(cleaned) > max_chars:
         cleaned = cleaned[:max_chars]
-        note = TEXTS[lang]["truncated"].format(n=max_chars)
-    search = retriever.run(cleaned, k=k, history=[c for c in map(_clean, history) if c])
+        notes.append(TEXTS[lang]["truncated"].format(n=max_chars))
+    several = asks_for_several(cleaned)
+    limit = k if k is not None else LIST_ITEMS if several else DEFAULT_K
+    search = retriever.run(cleaned, k=limit, history=[c for c in map(_clean, history) if c], where=where)
+    if Where.of(where):
+        notes.append(TEXTS[lang]["filtered"].format(where=_describe(Where.of(where))))
     hits = dedupe(search.hits)
     found = bool(hits) and retriever.models.decline.answers(decline_features(search))
-    result = Answer(question, found, lang, hits=search.hits, note=note)
+    result = Answer(question, found, lang, hits=search.hits, note=" ".join(notes))
     if result.found:
-        chosen = [h for h in hits if h.score >= hits[0].score - RELATED_MARGIN * _scale(hits)]
-        result.citations = [_cite(n, h, search) for n, h in enumerate(chosen[:k], 1)]
+        margin = RELATED_MARGIN * _scale(hits) * (2 if several else 1)  # a list answer reaches further down
+        chosen = [h for h in hits if h.score >= hits[0].score - margin][:limit]
+        if several and search.named:  # the items of a named meeting, not the same topic in other meetings
+            chosen = [h for h in chosen if h.meeting >= hits[0].meeting]
+        chosen = whole_lists(chosen, search, several)[:limit]
+        ordered = [h for _, group in _grouped(chosen) for h in group]
+        result.citations = [_cite(n, h, search) for n, h in enumerate(ordered, 1)]
     elif hits:
         result.related = [_cite(1, hits[0], search)]
     result.markdown = render_markdown(result)
     return result
+
+
+def whole_lists(hits: Sequence[Hit], search: Search, several: bool) -> list[Hit]:
+    """A list among the hits shown whole: it holds the best hit of a question for several things, or two of
+    its items are among the first three hits and about equally close to the question.
+
+    Its items take the place of its first hit: every item whose best sentence
+    is within LIST_MARGIN of the best item's, in document order (the best hit
+    first, unless the question asked for a list). A hit that only repeats the
+    list's lead-in goes, since the lead-in is shown above them.
+    """
+    lists = search.stored.lists
+    for rank, hit in enumerate(hits):
+        members = lists.get(hit.chunk_id)
+        if not members:
+            continue
+        top = [h.sentence for h in hits[:3] if h.chunk_id in members]
+        if not (several and rank == 0) and not (len(top) >= 2 and max(top) - sorted(top)[-2] <= LIST_MARGIN):
+            continue
+        known = {h.chunk_id: h for h in hits if h.chunk_id in members}
+        items = [known.get(i) or search.hit(i) for i in members]
+        best = max(item.sentence for item in items)
+        items = [item for item in items if item.sentence >= best - LIST_MARGIN or item.chunk_id == hit.chunk_id]
+        if not several:
+            items = [hit, *(item for item in items if item.chunk_id != hit.chunk_id)]
+        lead_in = search.stored.chunks[members[0]].lead_in
+        rest = [h for h in hits if h.chunk_id not in members and " ".join(h.text.split()) != lead_in]
+        at = sum(1 for h in hits[: hits.index(hit)] if h in rest)
+        return [*rest[:at], *items, *rest[at:]]
+    return list(hits)
+
+
+def _grouped(hits: Sequence[Hit]) -> list[tuple[str, list[Hit]]]:
+    """Hits grouped by document, documents in order of their best hit."""
+    groups: dict[str, list[Hit]] = {}
+    for hit in hits:
+        groups.setdefault(hit.source, []).append(hit)
+    return list(groups.items())
+
+
+def _describe(where: Where) -> str:
+    parts = [where.source or "", where.kind or ""]
+    if where.after or where.before:
+        parts.append(f"{where.after or '…'}–{where.before or '…'}")
+    return ", ".join(p for p in parts if p)
 
 
 def decline_features(search: Search) -> dict[str, float]:
@@ -179,79 +261,12 @@ def _cite(number: int, hit: Hit, search: Search) -> Citation:
         score=hit.score,
         trimmed_before=hit.trimmed_before,
         trimmed_after=hit.trimmed_after,
+        title=hit.title,
+        date=hit.date,
+        kind=hit.kind,
     )
-
-
-def render_markdown(result: Answer) -> str:
-    """Quotes as Markdown with every character of source text escaped, so it shows and never runs."""
-    t = TEXTS[result.language]
-    parts: list[str] = []
-    if result.note:
-        parts.append(f"*{escape(result.note)}*")
-    if result.found:
-        parts.append(t["found"])
-        for c in result.citations:
-            parts.append(_quote(c, result.language))
-        sources = "\n".join(f"- {escape(c.label(result.language))}" for c in result.citations)
-        parts.append(f"<details><summary>{t['sources']}</summary>\n\n{sources}\n\n</details>")
-    else:
-        parts.append(t["not_found"])
-        if result.related:
-            parts.append(t["maybe"])
-            parts.extend(_quote(c, result.language) for c in result.related)
-    return "\n\n".join(parts)
-
-
-def _quote(c: Citation, lang: str) -> str:
-    t = TEXTS[lang]
-    lines = []
-    if c.lead_in:
-        lines.append(f"*{t['context']}:* {escape(c.lead_in)}")
-    a = c.text.find(c.highlight)
-    if c.highlight and a >= 0 and c.highlight != c.text:
-        body = escape(c.text[:a]) + "**" + escape(c.highlight) + "**" + escape(c.text[a + len(c.highlight) :])
-    else:
-        body = "**" + escape(c.text) + "**"
-    body = ("… " if c.trimmed_before else "") + body + (" …" if c.trimmed_after else "")
-    lines.append("> " + body + f" [{c.number}]")
-    if c.speaker:
-        lines.append(f"> — *{escape(c.speaker)}*")
-    lines.append(f"<sub>{escape(c.label(lang))}</sub>")
-    return "\n".join(lines)
-
-
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
-
-
-def escape(text: str) -> str:
-    """HTML-escape, then backslash-escape Markdown syntax, so source text is always shown literally."""
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
 
 
 def _clean(question: str) -> str:
     without_controls = "".join(ch if ch.isprintable() or ch in " \t" else " " for ch in question)
     return " ".join(without_controls.split())
-
-
-def render_text(result: Answer) -> str:
-    """Plain terminal rendering: the highlighted sentence between » and «."""
-    t = TEXTS[result.language]
-    lines = [result.note] if result.note else []
-    if result.found:
-        lines.append(t["found"])
-        shown = result.citations
-    else:
-        lines.append(t["not_found"])
-        shown = result.related
-        if shown:
-            lines.append(t["maybe"])
-    for c in shown:
-        lines.append("")
-        lines.append(c.label(result.language))
-        if c.lead_in:
-            lines.append(f"  {t['context']}: {c.lead_in}")
-        text = c.text.replace(c.highlight, f"»{c.highlight}«", 1) if c.highlight else c.text
-        lines.append("  " + ("… " if c.trimmed_before else "") + text + (" …" if c.trimmed_after else ""))
-        if c.speaker:
-            lines.append(f"  — {c.speaker}")
-    return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m assistant build | ask | eval | tune | serve | hash-password``."""
+"""Command line: ``python -m assistant build | ask | documents | eval | tune | serve | hash-password``."""
 
 from __future__ import annotations
 
@@ -26,8 +26,18 @@ def _parser() -> argparse.ArgumentParser:
 
     ask = sub.add_parser("ask", parents=[common], help="answer one question")
     ask.add_argument("question")
-    ask.add_argument("-k", type=int, default=5, help="at most this many extracts (default 5, at most 50)")
+    ask.add_argument("-k", type=int, help="at most this many extracts (default 5, or 10 for a list; at most 50)")
+    ask.add_argument("--source", help="only this document (its file name, as `documents` lists it)")
+    ask.add_argument("--kind", help="only meetings of this kind (konsultasjonsmøte, kommunestyre, …)")
+    ask.add_argument("--after", help="only meetings on or after this date (YYYY-MM-DD)")
+    ask.add_argument("--before", help="only meetings on or before this date (YYYY-MM-DD)")
     ask.add_argument("--json", action="store_true")
+
+    docs = sub.add_parser("documents", parents=[common], help="list, remove or restore the indexed documents")
+    docs.add_argument("--sources", type=Path, help="folder of texts (default: source_texts)")
+    docs.add_argument("--remove", metavar="SOURCE", help="move this document into the sources' .trash/ and rebuild")
+    docs.add_argument("--restore", metavar="NAME", help="move this document back from .trash/ and rebuild")
+    docs.add_argument("--json", action="store_true")
 
     ev = sub.add_parser("eval", parents=[common], help="hit@k, MRR, declines and list recall on a question file")
     ev.add_argument("file", type=Path, help="a .jsonl question file, or a folder of them")
@@ -72,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args, settings)
-    except (StoreError, ModelError, FileNotFoundError, ValueError) as exc:
+    except (StoreError, ModelError, OSError, ValueError) as exc:  # OSError: a full disk or a missing folder
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -92,18 +102,37 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
     from .answer import answer, render_text
     from .retrieval import Retriever
 
-    if not 1 <= args.k <= settings.max_k:
+    if args.k is not None and not 1 <= args.k <= settings.max_k:
         raise ValueError(f"-k must be between 1 and {settings.max_k}")
+    where = {"source": args.source, "kind": args.kind, "after": args.after, "before": args.before}
     retriever = Retriever.load(settings.index, model=args.model, settings=settings)
-    result = answer(args.question, retriever, k=args.k, max_chars=settings.max_question_chars)
+    result = answer(args.question, retriever, k=args.k, max_chars=settings.max_question_chars, where=where)
+    print(json.dumps(result.to_json(), ensure_ascii=False) if args.json else render_text(result))
+    return 0
+
+
+def _documents(args: argparse.Namespace, settings: Settings) -> int:
+    from . import documents
+    from .indexing import build_index
+
+    changed = ""
+    if args.remove:
+        changed = f"moved {args.remove} to {settings.sources / documents.TRASH / documents.remove(settings, args.remove)}"
+    elif args.restore:
+        changed = f"restored {documents.restore(settings, args.restore)}"
+    if changed:
+        print(changed, file=sys.stderr)
+        print(build_index(settings).summary(), file=sys.stderr)
+    found = documents.inventory(settings)
     if args.json:
-        hits = [
-            {"text": h.text, "source": h.source, "start_line": h.start_line, "end_line": h.end_line, "score": round(h.score, 4)}
-            for h in result.hits
-        ]
-        print(json.dumps({"found": result.found, "hits": hits, "markdown": result.markdown}, ensure_ascii=False))
-    else:
-        print(render_text(result))
+        print(json.dumps(found.to_json(), ensure_ascii=False, indent=2))
+        return 0
+    for d in found.documents:
+        print(f"{d.source}\n  {d.title} | {d.date or 'no date'} | {d.kind or 'no kind'} | {d.passages} passages | added {d.added}")
+    for s in found.skipped:
+        print(f"skipped {s.source}: {s.reason}")
+    for name in found.trash:
+        print(f"in the trash: {name}")
     return 0
 
 
@@ -180,6 +209,7 @@ def _hash_password(args: argparse.Namespace, settings: Settings) -> int:
 COMMANDS = {
     "build": _build,
     "ask": _ask,
+    "documents": _documents,
     "eval": _eval,
     "tune": _tune,
     "serve": _serve,

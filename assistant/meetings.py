@@ -132,7 +132,7 @@ def describe(text: str, name: str, given: Mapping[str, object] | None = None, gi
         else:
             values["title"], origins["title"] = _title_from_name(stem), "file name"
     if "body" not in values:
-        body = _body(" ".join([values.get("title", ""), head[:600], stem.replace("-", " ")]), values.get("kind", ""))
+        body = _body(values.get("title", ""), " ".join([head[:600], stem.replace("-", " ")]), values.get("kind", ""))
         if body:
             values["body"], origins["body"] = body, "text"
     return Meeting(values.get("title", ""), values.get("date", ""), values.get("kind", ""), values.get("body", ""), origins)
@@ -208,15 +208,16 @@ def kind_in(text: str) -> str:
     return min(found)[1] if found else ""
 
 
-def _body(text: str, kind: str) -> str:
-    """Who met: "Bergvik kommunestyre", "Vestfjord fylkesting", "KS"."""
+def _body(title: str, head: str, kind: str) -> str:
+    """Who met: "Bergvik kommunestyre", "Vestfjord fylkesting", "KS Vestfjord" (from a title), "KS"."""
+    text = f"{title} {head}"
     named = re.search(r"\b([A-ZÆØÅ][\wæøå]+)\s+(kommunestyre|bystyre|formannskap|fylkesting)", text)
     if named:
         return f"{named.group(1)} {named.group(2)}"
     named = re.search(r"\b(kommunestyret|bystyret|formannskapet|fylkestinget|fylkesmøtet)\s+i\s+([A-ZÆØÅ][\wæøå]+)", text, re.IGNORECASE)
     if named:
         return f"{named.group(2)} {_DEFINITE[named.group(1).lower()]}"
-    named = re.search(r"\bKS\s+([A-ZÆØÅ][a-zæøå]+)\b", text)
+    named = re.search(r"\bKS\s+([A-ZÆØÅ][a-zæøå]+)\b", title)
     if named and named.group(1).casefold() not in _COMMON:
         return f"KS {named.group(1)}"
     if re.search(r"\bKS\b", text) and kind in ("konsultasjonsmøte", "styremøte", "fylkesmøte", ""):
@@ -228,7 +229,7 @@ _DEFINITE = {
     "kommunestyret": "kommunestyre", "bystyret": "bystyre", "formannskapet": "formannskap",
     "fylkestinget": "fylkesting", "fylkesmøtet": "fylkesmøte",
 }
-_COMMON = frozenset("krever møtte mener ber vil og i på til for om".split())
+_COMMON = frozenset("krever møtte mener ber vil og i på til for om styret".split())
 
 
 # ---- what a question names ---------------------------------------------------------------------

@@ -29,8 +29,8 @@ class Ranker:
     ``sentence`` its best sentence's cosine, ``lexical`` the share of the
     question's attainable BM25 score it reaches, ``lexical_en`` the same times
     how English the question looks (BM25 helps little with English questions),
-    ``meeting`` how well its document matches the meeting the question names
-    (0 when it names none). With ``meeting_filter`` the passages of the
+    ``meeting`` 1 if its document is (one of) the meeting(s) the question names
+    best, else 0. With ``meeting_filter`` the passages of the
     best-matching documents rank above all others.
     """
 

@@ -128,12 +128,31 @@ class Search:
     background: float  # best cosine to generic off-topic passages
     coverage: float  # idf-weighted share of the question's words that occur in the texts
     named: Reference = Reference()  # the meeting or period the question (or its history) names
+    ranker: Ranker = Ranker()
+    named_sources: frozenset[str] = frozenset()  # the documents that match it best
 
     def sentence_scores(self, hit: Hit) -> np.ndarray:
         """Cosine of the question to each sentence of the hit's extract, in order."""
         first = int(self.stored.sentence_offsets[hit.chunk_id])
         a, b = hit.sentences
         return np.asarray(self.stored.sentences[first + a : first + b] @ self.vector, dtype=np.float32)
+
+    def hit(self, chunk_id: int) -> Hit:
+        """Any passage as a hit of this search, scored by its dense evidence (list items that were not found)."""
+        stored = self.stored
+        chunk = stored.chunks[chunk_id]
+        meeting = stored.meetings.get(chunk.source)
+        a, b = stored.sentence_offsets[chunk_id : chunk_id + 2]
+        cosines = np.asarray(stored.sentences[a:b] @ self.vector, dtype=np.float32)
+        features = {
+            "passage": float(stored.vectors[chunk_id] @ self.vector),
+            "sentence": float(cosines.max()),
+            "lexical": 0.0,
+            "lexical_en": 0.0,
+            "meeting": float(chunk.source in self.named_sources),
+        }
+        score = float(self.ranker.score({name: np.array([v], np.float32) for name, v in features.items()})[0])
+        return _hit(chunk, chunk_id, score, features, cosines, meeting)
 
 
 class Retriever:
@@ -229,11 +248,13 @@ class Retriever:
         focus = named.rest or query  # once the meeting is known, the words naming it only blur the search inside it
         qvec = self.query_vector(focus, history)
         ranker = SINGLE.get(mode) or ranker or self.models.ranker
+        sources = named_sources(stored, named)
         hits: list[Hit] = []
         if query.strip() and stored.chunks:
-            hits = self._rank(stored, qvec, query, " ".join([*history[-1:], focus]), k, ranker, named, where)
+            hits = self._rank(stored, qvec, query, " ".join([*history[-1:], focus]), k, ranker, sources, where)
         background = float((stored.background @ qvec).max()) if len(stored.background) else 0.0
-        return Search(query, qvec, hits, stored, background, stored.lexical.coverage(focus), named)
+        coverage = stored.lexical.coverage(focus)
+        return Search(query, qvec, hits, stored, background, coverage, named, ranker, sources)
 
     def named_meeting(self, stored: StoredIndex, query: str, history: Sequence[str] = ()) -> Reference:
         """The meeting the question names (with the rest of the question), else the conversation's.
@@ -261,22 +282,19 @@ class Retriever:
         qvec: np.ndarray,
         query: str,
         lex_query: str,
-        named: Reference = Reference(),
+        named: frozenset[str] = frozenset(),
         where: Where = Where(),
     ) -> tuple[np.ndarray, dict[str, np.ndarray], list[np.ndarray]]:
         """Candidate passage ids, their ranking features, and each one's sentence cosines.
 
         Candidates are the best passages by dense and by lexical search, plus,
-        when the question names a meeting, the best passages of the documents
-        that match it best, so a named meeting is never crowded out.
+        when the question names a meeting, the best passages of the ``named``
+        documents that match it best, so a named meeting is never crowded out.
         """
         allowed = _allowed(stored, where) if where else None
-        match = {source: named.match(meeting, source) for source, meeting in stored.meetings.items()} if named else {}
         pools = [_dense_search(stored, qvec, CANDIDATES, allowed)]
-        best = max(match.values(), default=0.0)
-        if best > 0:
-            chosen = {source for source, value in match.items() if value == best}
-            pool = np.array([i for source in chosen for i in stored.by_source.get(source, [])], dtype=np.int64)
+        if named:
+            pool = np.array([i for source in named for i in stored.by_source.get(source, [])], dtype=np.int64)
             pools.append(_dense_search(stored, qvec, CANDIDATES, pool if allowed is None else np.intersect1d(pool, allowed)))
         lexical = stored.lexical.score_all(lex_query)
         if allowed is not None:
@@ -297,7 +315,7 @@ class Retriever:
             "sentence": np.array([s.max() for s in per_passage], dtype=np.float32),
             "lexical": lexical[ids],
             "lexical_en": lexical[ids] * np.float32(english),
-            "meeting": np.array([match.get(stored.chunks[i].source, 0.0) for i in ids], dtype=np.float32),
+            "meeting": np.array([stored.chunks[i].source in named for i in ids], dtype=np.float32),
         }
         return ids, features, per_passage
 
@@ -309,7 +327,7 @@ class Retriever:
         lex_query: str,
         k: int,
         ranker: Ranker,
-        named: Reference,
+        named: frozenset[str],
         where: Where,
     ) -> list[Hit]:
         ids, features, per_passage = self.features(stored, qvec, query, lex_query, named, where)
@@ -333,6 +351,15 @@ class Retriever:
         weight = followup_weight(query, float(vec @ context))
         mixed = vec + weight * context
         return (mixed / np.linalg.norm(mixed)).astype(np.float32)
+
+
+def named_sources(stored: StoredIndex, named: Reference) -> frozenset[str]:
+    """The documents that match what the question names best (none when it names nothing they match)."""
+    if not named:
+        return frozenset()
+    match = {source: named.match(meeting, source) for source, meeting in stored.meetings.items()}
+    best = max(match.values(), default=0.0)
+    return frozenset(source for source, value in match.items() if value == best > 0)
 
 
 def _allowed(stored: StoredIndex, where: Where) -> np.ndarray:

@@ -5,41 +5,28 @@ without decoding them. Reading keeps text files line-for-line identical to the
 file on disk, because citations point at line numbers a user can check; YAML
 front matter stays in the text but is marked so it is not indexed. A sidecar
 ``NAME.meta.yaml`` beside a file describes its meeting and is hashed apart
-from it, so editing only the sidecar re-embeds nothing.
+from it, so editing only the sidecar re-embeds nothing. The formats themselves
+are read in formats.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from .formats import SourceError, decode_text, docx_text, html_to_text, pdf_text
 from .meetings import Meeting, describe
-
-if TYPE_CHECKING:  # parsers load lazily, only when a file of their type is read
-    from bs4.element import Tag
-    from docx.table import Table
-    from docx.text.paragraph import Paragraph
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".docx", ".pdf")
 SIDECAR = ".meta.yaml"
+TRASH = ".trash"  # removed documents wait here, unindexed, to be restored
 MAX_SIDECAR_BYTES = 64_000
 
 _TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 _HTML_SUFFIXES = (".html", ".htm")
 _TEMP_SUFFIXES = {".swp": "editor swap file", ".bak": "backup file", ".tmp": "temporary file"}
-_BOMS = (
-    (b"\xef\xbb\xbf", "utf-8-sig"),
-    (b"\xff\xfe\x00\x00", "utf-32"),
-    (b"\x00\x00\xfe\xff", "utf-32"),
-    (b"\xff\xfe", "utf-16"),
-    (b"\xfe\xff", "utf-16"),
-)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f\ufffd]")
-_MAX_GARBAGE = 0.01
 
 
 @dataclass(frozen=True)
@@ -68,10 +55,6 @@ class Document:
     meeting: Meeting = field(default_factory=Meeting)
     body_line: int = 0  # lines before it (YAML front matter) describe the document and are not indexed
     notes: tuple[str, ...] = ()  # problems that did not stop the reading, e.g. an unreadable sidecar
-
-
-class SourceError(Exception):
-    """A source file that cannot be turned into text; the message names the file."""
 
 
 def scan_sources(root: Path, max_bytes: int = 20_000_000) -> tuple[list[SourceFile], list[Skipped]]:
@@ -105,6 +88,8 @@ def _walk(root: Path, folder: Path, max_bytes: int, files: list[SourceFile], ski
                 skipped.append(Skipped(source, "metadata file without a document beside it"))
             continue
         if path.is_dir():
+            if folder == root and path.name == TRASH:
+                continue
             reason = _folder_skip_reason(path)
             if reason:
                 skipped.append(Skipped(source + "/", reason))
@@ -195,10 +180,10 @@ def read_document(file: SourceFile) -> Document:
         elif suffix in _HTML_SUFFIXES:
             text = html_to_text(decode_text(data))
         elif suffix == ".docx":
-            text, units = _docx_text(data)
+            text, units = docx_text(data)
             unit = "paragraph"
         elif suffix == ".pdf":
-            text, units = _pdf_text(data)
+            text, units = pdf_text(data)
             unit = "page"
         else:
             raise SourceError(f"unsupported file type '{suffix}'")
@@ -261,197 +246,3 @@ def _yaml_fields(raw: str) -> tuple[dict[str, object], str]:
         if not isinstance(value, (str, int, float)) and not hasattr(value, "isoformat"):
             return {}, f"{key} must be plain text"
     return fields, ""
-
-
-def decode_text(data: bytes) -> str:
-    """Decode bytes of unknown encoding, favouring what Norwegian files are usually saved as.
-
-    Strict UTF-8 rarely succeeds by accident, so it goes first; Windows-1252 is
-    the classic Norwegian Windows encoding; charset-normalizer only guesses
-    among the rest.
-    """
-    text = _decode(data)
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if text and len(_CONTROL.findall(text)) / len(text) > _MAX_GARBAGE:
-        raise SourceError("looks like binary data, not text")
-    return text
-
-
-def _decode(data: bytes) -> str:
-    for bom, encoding in _BOMS:
-        if data.startswith(bom):
-            try:
-                return data.decode(encoding)
-            except UnicodeDecodeError as exc:
-                raise SourceError(f"cannot decode: invalid {encoding} after byte order mark") from exc
-    if b"\x00" in data:
-        raise SourceError("looks like binary data, not text")
-    for encoding in ("utf-8", "cp1252"):
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            pass
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(data).best()
-    if best is None:
-        raise SourceError("cannot decode: unknown text encoding")
-    return str(best)
-
-
-_HTML_DROP = (
-    "script", "style", "nav", "header", "footer", "aside", "form",
-    "noscript", "template", "svg", "iframe", "button", "select", "head",
-)
-_HTML_BLOCKS = frozenset(
-    "p div section article main blockquote pre tr dt dd figcaption caption address "
-    "table ul ol dl figure hr h1 h2 h3 h4 h5 h6 li".split()
-)
-_LINE_BREAK = "\x00"
-
-
-def html_to_text(html: str) -> str:
-    """Keep only the readable main text, one block element per paragraph.
-
-    Headings get Markdown '#' marks and list items a bullet so the chunker sees
-    the same structure it sees in Markdown files.
-    """
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(html, "lxml")
-    for tag in soup.find_all(_HTML_DROP):
-        tag.decompose()
-    for tag in soup.find_all(attrs={"hidden": True}):
-        tag.decompose()
-    root = soup.find("main") or soup.find(attrs={"role": "main"}) or soup.find("article") or soup.body or soup
-    paragraphs: list[str] = []
-    _HtmlBlocks(paragraphs).walk(root)
-    text = "\n\n".join(paragraphs)
-    if not text:
-        raise SourceError("no text found in HTML")
-    return text
-
-
-class _HtmlBlocks:
-    """Accumulates inline text and flushes it as a paragraph at every block boundary."""
-
-    def __init__(self, out: list[str]) -> None:
-        self.out = out
-        self.buffer: list[str] = []
-        self.prefix = ""
-
-    def walk(self, node: Tag) -> None:
-        from bs4.element import NavigableString, PreformattedString, Tag
-
-        for child in node.children:
-            if isinstance(child, PreformattedString):  # comments, doctype, CDATA
-                continue
-            if isinstance(child, NavigableString):
-                self.buffer.append(str(child))
-            elif isinstance(child, Tag):
-                self._tag(child)
-
-    def _tag(self, tag: Tag) -> None:
-        name = tag.name
-        if name == "br":
-            self.buffer.append(_LINE_BREAK)
-            return
-        if name in ("td", "th"):
-            self.buffer.append(" | " if self.buffer and "".join(self.buffer).strip() else "")
-        if name not in _HTML_BLOCKS:
-            self.walk(tag)
-            return
-        self.flush()
-        if name == "li":
-            self.prefix = _list_mark(tag)
-        elif len(name) == 2 and name[0] == "h" and name[1].isdigit():
-            self.prefix = "#" * int(name[1]) + " "
-        self.walk(tag)
-        self.flush()
-
-    def flush(self) -> None:
-        lines = [" ".join(part.split()) for part in "".join(self.buffer).split(_LINE_BREAK)]
-        text = "\n".join(line for line in lines if line)
-        self.buffer.clear()
-        if text:
-            self.out.append(self.prefix + text)
-            self.prefix = ""
-
-
-def _list_mark(item: Tag) -> str:
-    parent = item.parent
-    if parent is not None and parent.name == "ol":
-        position = 1 + len(item.find_previous_siblings("li"))
-        return f"{position}. "
-    return "• "
-
-
-def _docx_text(data: bytes) -> tuple[str, tuple[int, ...]]:
-    """Number non-empty paragraphs (and table rows) in reading order, as Word shows them."""
-    import docx
-    from docx.table import Table
-
-    document = docx.Document(io.BytesIO(data))
-    paragraphs: list[str] = []
-    for block in document.iter_inner_content():
-        if isinstance(block, Table):
-            paragraphs.extend(_docx_table_rows(block))
-        elif block.text.strip():
-            paragraphs.append(_docx_prefix(block) + block.text.strip())
-    if not paragraphs:
-        raise SourceError("no text in Word document")
-    return _join_units(paragraphs)
-
-
-def _docx_table_rows(table: Table) -> list[str]:
-    rows = []
-    for row in table.rows:
-        cells = [" ".join(cell.text.split()) for cell in row.cells]
-        unique = [cell for i, cell in enumerate(cells) if cell and (i == 0 or cell != cells[i - 1])]
-        if unique:
-            rows.append(" | ".join(unique))
-    return rows
-
-
-def _docx_prefix(paragraph: Paragraph) -> str:
-    style = (paragraph.style.name or "") if paragraph.style is not None else ""
-    lowered = style.lower()
-    level = re.match(r"(?:heading|overskrift)\s*(\d)", lowered)
-    if level:
-        return "#" * int(level.group(1)) + " "
-    if lowered in ("title", "tittel"):
-        return "# "
-    p_pr = paragraph._p.pPr
-    if "list" in lowered or (p_pr is not None and p_pr.numPr is not None):
-        return "• "
-    return ""
-
-
-def _pdf_text(data: bytes) -> tuple[str, tuple[int, ...]]:
-    from pypdf import PdfReader
-
-    reader = PdfReader(io.BytesIO(data))
-    if reader.is_encrypted and not reader.decrypt(""):
-        raise SourceError("encrypted PDF")
-    pages: list[str] = []
-    numbers: list[int] = []
-    for number, page in enumerate(reader.pages, start=1):
-        text = (page.extract_text() or "").replace("\r\n", "\n").replace("\r", "\n").strip("\n")
-        if text.strip():
-            pages.append(text)
-            numbers.append(number)
-    if not pages:
-        raise SourceError("no text layer; scanned PDF?")
-    return _join_units(pages, numbers)
-
-
-def _join_units(blocks: list[str], numbers: list[int] | None = None) -> tuple[str, tuple[int, ...]]:
-    """Join blocks with blank lines and record, for every resulting line, which unit it came from."""
-    units: list[int] = []
-    for index, block in enumerate(blocks):
-        number = numbers[index] if numbers else index + 1
-        if index:
-            units.append(units[-1])  # the blank separator line belongs to the unit before it
-        units.extend([number] * (block.count("\n") + 1))
-    return "\n\n".join(blocks), tuple(units)
-

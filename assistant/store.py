@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import math
@@ -37,8 +38,33 @@ FLAT_LIMIT = 20_000  # above this many passages exact search costs more than ~3 
 TRAIN_PER_LIST = 40  # k-means training vectors per inverted list; faiss warns below 39
 
 
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
 class StoreError(RuntimeError):
     """The index is missing, damaged or incompatible; the message says how to fix it."""
+
+
+class WriteError(StoreError):
+    """The index folder cannot be written (full disk, no permission); the previous index is unchanged."""
+
+    def __init__(self, root: Path, exc: OSError) -> None:
+        self.root = root
+        self.disk_full = _out_of_space(root, exc)
+        reason = "not enough disk space" if self.disk_full else "cannot write the index"
+        super().__init__(
+            f"{reason} in '{root}' ({exc.strerror or exc}); the previous index is unchanged and still answers."
+        )
+
+
+def _out_of_space(root: Path, exc: OSError) -> bool:
+    """numpy reports a short write without an errno; then the space left tells."""
+    if exc.errno is not None:
+        return exc.errno in DISK_FULL
+    try:
+        return shutil.disk_usage(root).free < 1 << 20
+    except OSError:
+        return False
 
 
 @dataclass
@@ -75,10 +101,21 @@ class StoredIndex:
     by_source: dict[str, list[int]] = field(default_factory=dict)
     meetings: dict[str, Meeting] = field(default_factory=dict)  # per source: what meeting it records
     places: frozenset[str] = frozenset()  # the places the meetings belong to, which a question may name
+    lists: dict[int, tuple[int, ...]] = field(default_factory=dict)  # bullet -> every item of its list
 
     def __post_init__(self) -> None:
         for i, chunk in enumerate(self.chunks):
             self.by_source.setdefault(chunk.source, []).append(i)
+        for ids in self.by_source.values():
+            run: list[int] = []
+            for i in [*ids, -1]:
+                chunk = self.chunks[i] if i >= 0 else None
+                if run and (chunk is None or chunk.kind != "bullet" or chunk.lead_in != self.chunks[run[-1]].lead_in):
+                    if len(run) > 1:
+                        self.lists.update({j: tuple(run) for j in run})
+                    run = []
+                if chunk is not None and chunk.kind == "bullet":
+                    run.append(i)
         self.meetings = {s: Meeting.from_json(meta.get("meeting")) for s, meta in self.manifest.sources.items()}  # type: ignore[arg-type]
         self.places = place_names(self.meetings.values())
 
@@ -180,43 +217,69 @@ def save_index(
     lexical: LexicalIndex,
     flat_limit: int = FLAT_LIMIT,
 ) -> Path:
-    """Write a new generation next to the current one and switch to it atomically (under build_lock)."""
-    root.mkdir(parents=True, exist_ok=True)
+    """Write a new generation next to the current one and switch to it atomically (under build_lock).
+
+    Any failure removes what was written, and a full disk or a read-only
+    folder becomes a WriteError: one clear line for the user, not a traceback.
+    """
     name = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     work = root / f".{name}.tmp"
-    work.mkdir()
     try:
-        vectors = arrays["vectors"]
-        dense, kind = make_dense_index(vectors, flat_limit)
-        manifest = dataclasses.replace(manifest, chunks=len(chunks), dense_index=kind, dim=vectors.shape[1])
-        with (work / "chunks.jsonl").open("w", encoding="utf-8") as out:
-            for chunk in chunks:
-                out.write(json.dumps(dataclasses.asdict(chunk), ensure_ascii=False) + "\n")
-        for array in ARRAYS:
-            np.save(work / f"{array}.npy", np.ascontiguousarray(arrays[array]), allow_pickle=False)
-        faiss.write_index(dense, str(work / "dense.faiss"))
-        lexical.save(work)
-        (work / "manifest.json").write_text(
-            json.dumps(dataclasses.asdict(manifest), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
-        _fsync_tree(work)
+        root.mkdir(parents=True, exist_ok=True)
+        work.mkdir()
+        _write_generation(work, manifest, chunks, arrays, lexical, flat_limit)
         os.rename(work, root / name)
-    except BaseException:
+        _switch_pointer(root, name)
+    except BaseException as exc:
+        error = WriteError(root, exc) if isinstance(exc, OSError) else None  # judged before the cleanup frees space
         shutil.rmtree(work, ignore_errors=True)
-        raise
-    _switch_pointer(root, name)
+        if current_generation(root) != root / name:
+            shutil.rmtree(root / name, ignore_errors=True)
+        if error is None:
+            raise
+        raise error from exc
+    _fsync_dir(root)
     _remove_old_generations(root, keep=name)
     return root / name
 
 
+def _write_generation(
+    work: Path,
+    manifest: Manifest,
+    chunks: Sequence[Chunk],
+    arrays: dict[str, np.ndarray],
+    lexical: LexicalIndex,
+    flat_limit: int,
+) -> None:
+    vectors = arrays["vectors"]
+    dense, kind = make_dense_index(vectors, flat_limit)
+    manifest = dataclasses.replace(manifest, chunks=len(chunks), dense_index=kind, dim=vectors.shape[1])
+    with (work / "chunks.jsonl").open("w", encoding="utf-8") as out:
+        for chunk in chunks:
+            out.write(json.dumps(dataclasses.asdict(chunk), ensure_ascii=False) + "\n")
+    for array in ARRAYS:
+        np.save(work / f"{array}.npy", np.ascontiguousarray(arrays[array]), allow_pickle=False)
+    with (work / "dense.faiss").open("wb") as out:  # through Python, so that a full disk is an OSError
+        faiss.write_index(dense, faiss.PyCallbackIOWriter(out.write))
+    lexical.save(work)
+    (work / "manifest.json").write_text(
+        json.dumps(dataclasses.asdict(manifest), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    _fsync_tree(work)
+
+
 def _switch_pointer(root: Path, name: str) -> None:
+    """Replace CURRENT atomically; on failure nothing is switched and no temporary file is left."""
     tmp = root / f".{POINTER}.{uuid.uuid4().hex[:6]}"
-    with tmp.open("w", encoding="utf-8") as out:
-        out.write(name + "\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, root / POINTER)
-    _fsync_dir(root)
+    try:
+        with tmp.open("w", encoding="utf-8") as out:
+            out.write(name + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, root / POINTER)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _remove_old_generations(root: Path, keep: str) -> None:
@@ -246,26 +309,34 @@ def _fsync_dir(folder: Path) -> None:
 
 @contextlib.contextmanager
 def build_lock(root: Path, wait: bool = True, on_wait=None) -> Iterator[None]:
-    """One build at a time per index folder; a second one waits (or fails fast) and says who holds it."""
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / LOCK).open("a+", encoding="utf-8") as fh:
+    """One build at a time per index folder; a second one waits (or fails fast) and says who holds it.
+
+    The lock file is unbuffered, so a full disk fails here, before the work,
+    as a WriteError, and never again when the file is closed.
+    """
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fh = (root / LOCK).open("a+b", buffering=0)
+    except OSError as exc:
+        raise WriteError(root, exc) from exc
+    with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             fh.seek(0)
-            holder = fh.read().strip() or "another process"
+            holder = fh.read().decode("utf-8", "replace").strip() or "another process"
             if not wait:
                 raise StoreError(f"Another build is running on '{root}' ({holder}).") from None
             if on_wait is not None:
                 on_wait(holder)
             fcntl.flock(fh, fcntl.LOCK_EX)
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}\n")
-        fh.flush()
+        try:
+            fh.truncate(0)
+            fh.write(f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}\n".encode())
+        except OSError as exc:
+            raise WriteError(root, exc) from exc
         try:
             yield
         finally:
-            fh.seek(0)
-            fh.truncate()
+            fh.truncate(0)
             fcntl.flock(fh, fcntl.LOCK_UN)

@@ -24,7 +24,7 @@ import numpy as np
 from .answer import decline_features
 from .evaluation import Question, Split, is_right
 from .ranking import DECLINE_FEATURES, RANK_FEATURES, Decline, Models, Ranker
-from .retrieval import Hit, Retriever
+from .retrieval import Hit, Retriever, named_sources
 
 MAX_WRONGLY = 0.03
 SHARES = np.round(np.linspace(0.0, 1.0, 11), 2)  # of the best sentence's cosine in the dense mix
@@ -48,7 +48,7 @@ def collect(retriever: Retriever, questions: Sequence[Question]) -> list[Case]:
         focus = named.rest or q.question
         vector = retriever.query_vector(focus, q.history)
         lex_query = " ".join([*q.history[-1:], focus])
-        ids, features, _ = retriever.features(stored, vector, q.question, lex_query, named)
+        ids, features, _ = retriever.features(stored, vector, q.question, lex_query, named_sources(stored, named))
         gold = np.array([is_right(_as_hit(stored.chunks[int(i)]), q) for i in ids], dtype=bool)
         cases.append(Case(q, features, gold))
     return cases

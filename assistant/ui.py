@@ -25,6 +25,7 @@ from .indexing import index_status  # noqa: E402
 from .service import BUILDING, LOADING, Reply, Service  # noqa: E402
 from .settings import Settings  # noqa: E402
 from .sources import SUPPORTED_SUFFIXES, SourceError, SourceFile, read_document  # noqa: E402
+from .store import DISK_FULL, WriteError  # noqa: E402
 from .viewer import source_view  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ EXAMPLES = (
     "What did KS demand on SLT?",
     "Which ministers did KS meet?",
 )
+NO_DISK_SPACE = "Ikke nok diskplass: indeksen ble ikke oppdatert. Den forrige indeksen svarer fortsatt; frigjør plass og prøv igjen."
 VIEWER_HINT = '<p class="hint">Still et spørsmål. Kildene til svaret åpnes her, med de siterte linjene markert.</p>'
 STAGES = (
     ("reading", "Leser tekstene"),
@@ -192,8 +194,12 @@ def save_upload(upload: Path, settings: Settings, replace: bool) -> tuple[str, b
                 "Kryss av for «Erstatt eksisterende filer» for å erstatte den"
             )
     temporary = root / f".{uuid.uuid4().hex}.upload.tmp"
-    shutil.copyfile(upload, temporary)
-    os.replace(temporary, target)
+    try:
+        shutil.copyfile(upload, temporary)
+        os.replace(temporary, target)
+    except BaseException:  # a full disk, a dropped connection: leave nothing half-written behind
+        temporary.unlink(missing_ok=True)
+        raise
     return f"{name}: {'erstattet' if existed else 'lagt til'}", True
 
 
@@ -208,7 +214,8 @@ def save_uploads(paths: Sequence[str], settings: Settings, replace: bool) -> tup
             lines.append(f"{upload.name}: ikke lagret – {exc}.")
             continue
         except OSError as exc:
-            lines.append(f"{upload.name}: ikke lagret – {exc.strerror or exc}.")
+            reason = "ikke nok diskplass" if exc.errno in DISK_FULL else exc.strerror or exc
+            lines.append(f"{upload.name}: ikke lagret – {reason}.")
             continue
         lines.append(line)
         changed = changed or wrote
@@ -278,6 +285,9 @@ def build_app(service: Service, tools: Sequence[Callable[..., object]] = ()) -> 
         try:
             if changed or index_status(settings) is not None:
                 lines.append(service.rebuild(_progress_reporter(progress)).summary("no"))
+        except WriteError as exc:
+            log.warning("rebuilding after upload failed: %s", exc)
+            lines.append(NO_DISK_SPACE if exc.disk_full else f"Indeksen kunne ikke oppdateres: {exc}")
         except Exception as exc:  # the files are saved; say why the index is not, never a traceback
             log.exception("rebuilding after upload failed")
             lines.append(f"Indeksen kunne ikke oppdateres: {exc}")

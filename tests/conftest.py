@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,6 +44,35 @@ def retriever(built):
     from assistant import Retriever
 
     return Retriever.load(built.index)
+
+
+BANK = ROOT / "tests" / "eval"
+
+
+@pytest.fixture(scope="session")
+def bank_settings(tmp_path_factory):
+    """The evaluation bank's ten meeting texts (tests/eval/texts plus the real one), built once, as `make eval` does."""
+    from assistant import Settings, build_index
+
+    work = tmp_path_factory.mktemp("bank")
+    sources = work / "sources"
+    shutil.copytree(BANK / "texts", sources)
+    for path in CORPUS.iterdir():
+        shutil.copy(path, sources / path.name)
+    settings = Settings.from_env(sources=sources, index=work / "index")
+    build_index(settings, progress=lambda *_: None)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def bank_retriever(bank_settings):
+    from datetime import date
+
+    from assistant import Retriever
+
+    retriever = Retriever.load(bank_settings.index)
+    retriever.today = lambda: date(2026, 11, 27)  # "i fjor" means 2025 in these tests, whenever they run
+    return retriever
 
 
 @pytest.fixture(scope="session")
@@ -89,3 +122,33 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# ---- full disks ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def small_disk(point: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of the given size at point, to fill up; the test is skipped, saying why, where mounting is not allowed."""
+    point.mkdir(parents=True, exist_ok=True)
+    if shutil.which("mount") is None:
+        reason = "no `mount` command"
+    else:
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True, text=True
+        )
+        reason = (done.stderr.strip() or f"mount exited with {done.returncode}") if done.returncode else ""
+    if reason:
+        message = f"full-disk test not run: cannot mount a small tmpfs ({reason})"
+        print(message, file=sys.stderr)
+        pytest.skip(message)
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "--lazy", str(point)], check=False)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path) -> Iterator[Path]:
+    with small_disk(tmp_path / "disk", "4m") as point:
+        yield point

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 SLT_EXTRACT = "tiltaksplan for å styrke SLT-samarbeidet"
-SLT_LABEL = "[1] ks-konsultasjonsmote-2024-04-26.txt, linje 17"
+SLT_LABEL = "[1] KS konsultasjonsmøte 26.04.2024, linje 17"
 ANSWER_TIMEOUT = 60_000
 
 if not CHROMIUM.exists():

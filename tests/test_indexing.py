@@ -150,3 +150,61 @@ def test_concurrent_builds_end_with_a_valid_index(workspace):
         assert key in outputs[0]
     r = Retriever.load(workspace.index)
     assert r.search("svømmehall Eksempelby", k=1)[0].text == MD_FACT
+
+
+def test_changing_only_a_sidecar_reembeds_nothing_and_relabels(workspace):
+    from assistant.store import read_manifest
+
+    source = "ks-konsultasjonsmote-2024-04-26.txt"
+    sidecar = workspace.sources / "ks-konsultasjonsmote-2024-04-26.meta.yaml"
+    sidecar.write_text("title: Konsultasjonsmøte med regjeringen\nkind: konsultasjonsmøte\n", encoding="utf-8")
+    report = build_index(workspace)
+    assert (report.files_relabelled, report.chunks_embedded, report.files_changed) == (1, 0, 0)
+    meeting = read_manifest(workspace.index).sources[source]["meeting"]
+    assert meeting["title"] == "Konsultasjonsmøte med regjeringen" and meeting["origins"]["title"] == "sidecar"
+    assert meeting["date"] == "2024-04-26" and meeting["origins"]["date"] == "file name"
+    hit = Retriever.load(workspace.index).search("Hva krevde KS om SLT?", k=1)[0]
+    assert hit.title == "Konsultasjonsmøte med regjeringen 26.04.2024"
+    assert index_status(workspace) is None
+    sidecar.write_text("title: Endret igjen\n", encoding="utf-8")
+    assert index_status(workspace) == "the source texts changed"
+    assert build_index(workspace).chunks_embedded == 0
+
+
+def test_a_removed_document_waits_in_the_trash_and_comes_back(workspace):
+    from assistant import documents
+
+    _add_files(workspace)
+    build_index(workspace)
+    moved = documents.remove(workspace, "sfo.txt")
+    assert moved == "sfo.txt" and (workspace.sources / ".trash" / "sfo.txt").is_file()
+    assert not (workspace.sources / "sfo.txt").exists()
+    report = build_index(workspace)
+    assert report.files_removed == 1 and report.chunks_embedded == 0
+    listed = documents.inventory(workspace)
+    assert "sfo.txt" not in {d.source for d in listed.documents} and listed.trash == ["sfo.txt"]
+    assert not listed.skipped  # the trash is not reported as a skipped folder
+    assert documents.restore(workspace, "sfo.txt") == "sfo.txt"
+    back = build_index(workspace)
+    assert (back.files_added, back.chunks_embedded) == (1, 1)  # its one passage is embedded again
+    restored = documents.inventory(workspace)
+    assert "sfo.txt" in {d.source for d in restored.documents} and restored.trash == []
+
+
+def test_removing_twice_keeps_both_versions_and_restoring_never_overwrites(workspace):
+    from assistant import documents
+
+    (workspace.sources / "a.txt").write_text("Første utgave.", encoding="utf-8")
+    documents.remove(workspace, "a.txt")
+    (workspace.sources / "a.txt").write_text("Andre utgave.", encoding="utf-8")
+    second = documents.remove(workspace, "a.txt")
+    assert second != "a.txt" and len(documents.trashed(workspace)) == 2
+    (workspace.sources / "a.txt").write_text("Tredje utgave.", encoding="utf-8")
+    with pytest.raises(documents.DocumentError, match="exists already"):
+        documents.restore(workspace, "a.txt")
+    (workspace.sources / "a.txt").unlink()
+    assert documents.restore(workspace, second) == "a.txt"
+    assert (workspace.sources / "a.txt").read_text(encoding="utf-8") == "Andre utgave."
+    for bad in ("../utenfor.txt", "/etc/passwd", ""):
+        with pytest.raises(documents.DocumentError):
+            documents.remove(workspace, bad)

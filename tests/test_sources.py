@@ -8,14 +8,8 @@ import docx
 import pytest
 
 from assistant.chunking import chunk_document
-from assistant.sources import (
-    Document,
-    SourceError,
-    SourceFile,
-    decode_text,
-    read_document,
-    scan_sources,
-)
+from assistant.formats import MAX_HTML_ELEMENTS, decode_text
+from assistant.sources import Document, SourceError, SourceFile, read_document, scan_sources
 
 
 def _file(path: Path, root: Path | None = None) -> SourceFile:
@@ -72,6 +66,12 @@ def test_decode_windows_1252_with_crlf() -> None:
 
 def test_decode_utf16_with_bom() -> None:
     assert decode_text("Tromsø\r\nAlta".encode("utf-16")) == "Tromsø\nAlta"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le"])
+def test_decode_utf16_and_utf32_without_bom(encoding: str) -> None:
+    text = "Kommunestyret i Bodø vedtok budsjettet.\r\nKS møtte regjeringen 26. april."
+    assert decode_text(text.encode(encoding)) == text.replace("\r\n", "\n")
 
 
 def test_decode_rejects_binary() -> None:
@@ -196,6 +196,23 @@ def test_read_html_keeps_main_text_only(tmp_path: Path) -> None:
     assert doc.unit == "line"
 
 
+def test_deeply_nested_html_is_refused_with_a_clear_reason(tmp_path: Path) -> None:
+    path = tmp_path / "dyp.html"
+    path.write_text("<html><body>" + "<div>" * 5000 + "tekst" + "</div>" * 5000 + "</body></html>", encoding="utf-8")
+    with pytest.raises(SourceError, match=r"dyp\.html: the HTML is nested too deeply \(more than 200 levels") as caught:
+        _read(path)
+    assert "recursion" not in str(caught.value)
+    path.write_text("<html><body>" + "<div>" * 150 + "tekst" + "</div>" * 150 + "</body></html>", encoding="utf-8")
+    assert _read(path).text == "tekst"
+
+
+def test_html_with_too_many_elements_is_refused_with_a_clear_reason(tmp_path: Path) -> None:
+    path = tmp_path / "bred.html"
+    path.write_text("<html><body><p>" + "<i></i>" * MAX_HTML_ELEMENTS + "tekst</p></body></html>", encoding="utf-8")
+    with pytest.raises(SourceError, match=rf"bred\.html: the HTML has more than {MAX_HTML_ELEMENTS:,} elements"):
+        _read(path)
+
+
 def test_read_html_in_windows_1252(tmp_path: Path) -> None:
     path = tmp_path / "gammel.htm"
     path.write_bytes("<html><body><article><p>Blåbær og ørret</p></article></body></html>".encode("cp1252"))
@@ -277,3 +294,48 @@ def test_scanned_subfolder_file_reads_with_relative_source(tree: Path) -> None:
     doc = read_document(note)
     assert doc.source == "sub/notat.md"
     assert doc.text == "# Notat\n\nTekst.\n"
+
+
+# --- meetings: front matter and sidecars -----------------------------------
+
+
+def test_front_matter_describes_the_meeting_and_is_not_indexed(tmp_path: Path) -> None:
+    from assistant.chunking import chunk_document
+
+    text = "---\ntitle: Bergvik kommunestyre\ndate: 2025-02-06\nkind: kommunestyre\n---\n# Protokoll\n\nSak 1/25 ble vedtatt.\n"
+    path = tmp_path / "protokoll.md"
+    path.write_text(text, encoding="utf-8")
+    doc = read_document(_file(path))
+    assert doc.text == text and doc.body_line == 5  # the text stays line for line as on disk
+    assert (doc.meeting.title, doc.meeting.date, doc.meeting.kind) == ("Bergvik kommunestyre", "2025-02-06", "kommunestyre")
+    assert doc.meeting.origins["date"] == "front matter"
+    chunks = chunk_document(doc)
+    assert [(c.text, c.start_line) for c in chunks] == [("Sak 1/25 ble vedtatt.", 8)]
+
+
+def test_a_sidecar_travels_with_its_document_and_an_orphan_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "referat.docx").write_bytes(b"x")
+    (tmp_path / "referat.meta.yaml").write_text("title: KS styremøte\ndate: 2024-09-05\nkind: styremøte\n", encoding="utf-8")
+    (tmp_path / "gammel.meta.yaml").write_text("title: x\n", encoding="utf-8")
+    files, skipped = scan_sources(tmp_path)
+    assert [(f.source, f.sidecar.name if f.sidecar else None) for f in files] == [("referat.docx", "referat.meta.yaml")]
+    assert files[0].sidecar_sha256
+    assert [(s.source, s.reason) for s in skipped] == [("gammel.meta.yaml", "metadata file without a document beside it")]
+
+
+def test_sidecar_fields_win_over_front_matter_and_a_broken_sidecar_is_a_note(tmp_path: Path) -> None:
+    (tmp_path / "a.md").write_text("---\ntitle: Fra teksten\n---\nTekst.\n", encoding="utf-8")
+    (tmp_path / "a.meta.yaml").write_text("title: Fra sidefilen\ndate: 26. april 2024\n", encoding="utf-8")
+    doc = read_document(scan_sources(tmp_path)[0][0])
+    assert (doc.meeting.title, doc.meeting.date, doc.meeting.origins["title"]) == ("Fra sidefilen", "2024-04-26", "sidecar")
+    (tmp_path / "a.meta.yaml").write_text("title: [ikke lukket\n", encoding="utf-8")
+    doc = read_document(scan_sources(tmp_path)[0][0])
+    assert doc.meeting.title == "Fra teksten" and doc.notes and "a.meta.yaml ignored: not valid YAML" in doc.notes[0]
+
+
+def test_the_trash_is_neither_indexed_nor_reported(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("Tekst.", encoding="utf-8")
+    (tmp_path / ".trash").mkdir()
+    (tmp_path / ".trash" / "b.txt").write_text("Borte.", encoding="utf-8")
+    files, skipped = scan_sources(tmp_path)
+    assert [f.source for f in files] == ["a.txt"] and skipped == []

@@ -12,7 +12,8 @@ import pytest
 from assistant import store
 from assistant.chunking import Chunk
 from assistant.lexical import LexicalIndex
-from assistant.store import FIX, Manifest, StoreError, build_lock, load_index, make_dense_index, save_index
+from assistant.store import FIX, Manifest, StoreError, WriteError, build_lock, load_index, make_dense_index, save_index
+from tests.hostile import fill_disk
 
 DIM = 32
 WORDS = "kommunen staten barnevernet tilskudd politiet skolen natur planlegging økonomi beredskap møtet KS".split()
@@ -164,3 +165,24 @@ def test_build_lock_excludes_a_second_holder_and_names_the_first(tmp_path):
                 pass
     with build_lock(tmp_path, wait=False):
         pass
+
+
+@pytest.mark.parametrize("free_kb", [0, 200, 700, 1200])
+def test_a_full_disk_is_one_clear_error_and_the_old_index_stays(tiny_disk, free_kb):
+    """The new generation (about 1.5 MB) runs out of space at a different file for each amount left free."""
+    root = tiny_disk / "index"
+    chunks, _ = save(root)
+    before = sorted(p.name for p in root.iterdir())
+    fill_disk(tiny_disk, leave=free_kb * 1024)
+    with pytest.raises(WriteError, match=f"not enough disk space in '{root}'.*previous index is unchanged") as caught:
+        save(root, n=2000)
+    assert caught.value.disk_full
+    assert sorted(p.name for p in root.iterdir()) == before
+    assert load_index(root).chunks == chunks
+
+
+def test_build_lock_on_a_full_disk_is_one_clear_error(tiny_disk):
+    fill_disk(tiny_disk)
+    with pytest.raises(WriteError, match="not enough disk space"):
+        with build_lock(tiny_disk / "index"):
+            pass

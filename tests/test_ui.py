@@ -6,16 +6,20 @@ The fast tests at the top check the pieces that keep uploads safe without a serv
 from __future__ import annotations
 
 import re
+import shutil
+import socket
 from pathlib import Path
 
 import httpx
 import pytest
 
 from assistant.settings import Settings
-from assistant.ui import Refused, safe_name, save_uploads, user_questions
+from assistant.ui import NO_DISK_SPACE, Refused, safe_name, save_uploads, user_questions
+from tests.conftest import small_disk
+from tests.hostile import fill_disk, zip_bomb_docx
 
 SLT_EXTRACT = "tiltaksplan for å styrke SLT-samarbeidet"
-SLT_CITATION = "ks-konsultasjonsmote-2024-04-26.txt, linje 17"
+SLT_CITATION = "KS konsultasjonsmøte 26.04.2024, linje 17"
 SWIMMING_FACT = "Kommunestyret i Eksempelby vedtok 14. mars å bygge en ny svømmehall til 212 millioner kroner."
 
 
@@ -75,6 +79,29 @@ def test_an_existing_file_is_replaced_only_when_asked(tmp_path: Path) -> None:
     assert changed and lines == ["referat.md: erstattet"]
     assert (sources / "referat.md").read_text(encoding="utf-8") == "ny tekst\n"
     assert sorted(p.name for p in sources.iterdir()) == ["referat.md"]
+
+
+def test_a_zip_bomb_upload_is_refused_without_unpacking_it(tmp_path: Path) -> None:
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    bomb = zip_bomb_docx(tmp_path / "rapport.docx", unpacked_mb=300)
+    lines, changed = save_uploads([str(bomb)], Settings(sources=sources), replace=False)
+    assert not changed and not list(sources.iterdir())
+    assert lines[0].startswith("rapport.docx: ikke lagret – kan ikke leses som tekst")
+    assert "unpacks to 300 MB, more than the limit of 50 MB" in lines[0]
+
+
+def test_an_upload_on_a_full_disk_leaves_no_temporary_file(tiny_disk: Path, tmp_path: Path) -> None:
+    sources = tiny_disk / "sources"
+    sources.mkdir()
+    (sources / "gammel.md").write_text("# Gammel\n\nTekst.\n", encoding="utf-8")
+    fill_disk(tiny_disk, leave=64 * 1024)
+    upload = tmp_path / "referat.md"
+    upload.write_text("# Referat\n\n" + "Kommunestyret vedtok budsjettet. " * 10_000, encoding="utf-8")
+    lines, changed = save_uploads([str(upload)], Settings(sources=sources), replace=False)
+    assert not changed
+    assert lines == ["referat.md: ikke lagret – ikke nok diskplass."]
+    assert sorted(p.name for p in sources.iterdir()) == ["gammel.md"]
 
 
 def test_user_questions_accepts_strings_and_messages() -> None:
@@ -187,3 +214,33 @@ def test_unsupported_type_is_refused(client, ui_settings: Settings, tmp_path: Pa
     else:
         assert "støttes ikke" in report
     assert not (ui_settings.sources / "program.exe").exists()
+
+
+@pytest.mark.slow
+def test_the_page_on_a_full_disk_says_so_and_keeps_answering(built, tmp_path: Path) -> None:
+    """Sources with a little space left, the index with none: a large upload is not saved, a small one is
+    saved but cannot be indexed; neither leaves a temporary file, and the old index still answers."""
+    from gradio_client import Client, handle_file
+
+    from assistant.server import create_app, running
+
+    big, small = tmp_path / "stor.md", tmp_path / "notat.md"
+    big.write_text("# Stor\n\n" + "Kommunestyret vedtok budsjettet. " * 10_000, encoding="utf-8")
+    small.write_text(f"# Kommunestyremøte\n\n{SWIMMING_FACT}\n", encoding="utf-8")
+    with small_disk(tmp_path / "texts", "1m") as texts, small_disk(tmp_path / "index", "2m") as index:
+        shutil.copytree(built.sources, texts, dirs_exist_ok=True)
+        shutil.copytree(built.index, index, dirs_exist_ok=True)
+        fill_disk(texts, leave=64 * 1024)
+        fill_disk(index)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        settings = built.replace(sources=texts, index=index, port=port)
+        with running(create_app(settings), settings) as url:
+            client = Client(url, verbose=False)
+            report = client.predict([handle_file(str(big))], False, api_name="/upload")
+            assert report == "stor.md: ikke lagret – ikke nok diskplass."
+            report = client.predict([handle_file(str(small))], False, api_name="/upload")
+            assert report.splitlines() == ["notat.md: lagt til", NO_DISK_SPACE]
+            assert not [p.name for p in texts.iterdir() if p.name.endswith(".tmp")]
+            assert SLT_EXTRACT in plain(ask(client, "Hva krevde KS om SLT?"))

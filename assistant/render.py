@@ -1,0 +1,142 @@
+"""Cited answers as Markdown for the page and as plain text for the terminal.
+
+Every character taken from a source text is escaped, so HTML or Markdown in a
+document shows as text and never runs. When several meetings answer, the
+extracts are grouped under each meeting's title and date, and a list's
+lead-in is shown once above its items.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .answer import Answer, Citation
+
+UNIT_LABELS = {
+    "no": {"line": ("linje", "linje"), "page": ("side", "side"), "paragraph": ("avsnitt", "avsnitt")},
+    "en": {"line": ("line", "lines"), "page": ("page", "pages"), "paragraph": ("paragraph", "paragraphs")},
+}
+TEXTS = {
+    "no": {
+        "found": "Dette sier tekstene:",
+        "not_found": "Jeg fant ikke noe svar på dette i tekstene.",
+        "maybe": "Kanskje relatert (svarer ikke direkte på spørsmålet):",
+        "sources": "Kilder",
+        "context": "Fra",
+        "empty": "Skriv et spørsmål om møtetekstene, for eksempel «Hva krevde KS om SLT?».",
+        "truncated": "Spørsmålet var svært langt; bare de første {n} tegnene ble brukt.",
+        "filtered": "Søkte bare i: {where}.",
+    },
+    "en": {
+        "found": "Here is what the texts say:",
+        "not_found": "I could not find an answer to this in the texts.",
+        "maybe": "Maybe related (does not answer the question directly):",
+        "sources": "Sources",
+        "context": "From",
+        "empty": "Ask a question about the meeting texts, for example “What did KS demand on SLT?”.",
+        "truncated": "The question was very long; only its first {n} characters were used.",
+        "filtered": "Searched only: {where}.",
+    },
+}
+
+
+
+
+def render_markdown(result: Answer) -> str:
+    """Quotes as Markdown with every character of source text escaped, so it shows and never runs."""
+    t = TEXTS[result.language]
+    parts: list[str] = []
+    if result.note:
+        parts.append(f"*{escape(result.note)}*")
+    if result.found:
+        parts.append(t["found"])
+        for meeting, group in by_meeting(result.citations):
+            if meeting:
+                parts.append(f"#### {escape(meeting)}")
+            parts.extend(_quotes(group, result.language))
+        sources = "\n".join(f"- {escape(c.label(result.language))} ({escape(c.source)})" for c in result.citations)
+        parts.append(f"<details><summary>{t['sources']}</summary>\n\n{sources}\n\n</details>")
+    else:
+        parts.append(t["not_found"])
+        if result.related:
+            parts.append(t["maybe"])
+            parts.extend(_quotes(result.related, result.language))
+    return "\n\n".join(parts)
+
+
+def by_meeting(citations: Sequence[Citation]) -> list[tuple[str, list[Citation]]]:
+    """Citations grouped by meeting, in order of each meeting's first citation; one group has no heading."""
+    groups: dict[str, list[Citation]] = {}
+    for c in citations:
+        groups.setdefault(c.title or c.source, []).append(c)
+    if len(groups) == 1:
+        return [("", list(citations))]
+    return list(groups.items())
+
+
+def _quotes(citations: Sequence[Citation], lang: str) -> list[str]:
+    """Each citation quoted; a lead-in shared by consecutive list items is shown once."""
+    out, previous = [], None
+    for c in citations:
+        out.append(_quote(c, lang, show_lead_in=c.lead_in != previous))
+        previous = c.lead_in
+    return out
+
+
+def _quote(c: Citation, lang: str, show_lead_in: bool = True) -> str:
+    t = TEXTS[lang]
+    lines = []
+    if c.lead_in and show_lead_in:
+        lines.append(f"*{t['context']}:* {escape(c.lead_in)}")
+    a = c.text.find(c.highlight)
+    if c.highlight and a >= 0 and c.highlight != c.text:
+        body = escape(c.text[:a]) + "**" + escape(c.highlight) + "**" + escape(c.text[a + len(c.highlight) :])
+    else:
+        body = "**" + escape(c.text) + "**"
+    body = ("… " if c.trimmed_before else "") + body + (" …" if c.trimmed_after else "")
+    lines.append("> " + body + f" [{c.number}]")
+    if c.speaker:
+        lines.append(f"> — *{escape(c.speaker)}*")
+    lines.append(f"<sub>{escape(c.label(lang))}</sub>")
+    return "\n".join(lines)
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
+
+
+def escape(text: str) -> str:
+    """HTML-escape, then backslash-escape Markdown syntax, so source text is always shown literally."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+
+
+def render_text(result: Answer) -> str:
+    """Plain terminal rendering: the highlighted sentence between » and «, grouped by meeting."""
+    t = TEXTS[result.language]
+    lines = [result.note] if result.note else []
+    if result.found:
+        lines.append(t["found"])
+        groups = by_meeting(result.citations)
+    else:
+        lines.append(t["not_found"])
+        groups = [("", list(result.related))] if result.related else []
+        if result.related:
+            lines.append(t["maybe"])
+    for meeting, group in groups:
+        if meeting:
+            lines += ["", f"== {meeting} =="]
+        previous = None
+        for c in group:
+            lines.append("")
+            lines.append(c.label(result.language))
+            if c.lead_in and c.lead_in != previous:
+                lines.append(f"  {t['context']}: {c.lead_in}")
+            previous = c.lead_in
+            text = c.text.replace(c.highlight, f"»{c.highlight}«", 1) if c.highlight else c.text
+            lines.append("  " + ("… " if c.trimmed_before else "") + text + (" …" if c.trimmed_after else ""))
+            if c.speaker:
+                lines.append(f"  — {c.speaker}")
+    return "\n".join(lines)
