@@ -24,15 +24,17 @@ from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, create_model
 
-from .answer import Answer
+from .answer import Answer, hit_json
 from .embedding import ModelError
-from .retrieval import Hit
-from .service import FiltersUnsupported, Service
+from .retrieval import FilterError, Hit
+from .service import Service
 from .store import StoreError, current_generation, read_manifest
 
 log = logging.getLogger(__name__)
 
 HIDDEN = frozenset({"question", "hits"})  # the caller's own question; the raw hits are /api/search's
+# The ranking's internals, as hit_json() (`ask --json`) leaves them out.
+HIT_INTERNALS = frozenset(f.name for f in dataclasses.fields(Hit)) - set(hit_json(Hit("", "", 0, 0, 0.0)))
 MAX_HISTORY = 20
 # Answering is CPU work: more threads than cores only make requests wait for each other inside the GIL.
 WORKERS = max(2, os.cpu_count() or 2)
@@ -52,17 +54,17 @@ def answer_json(result: Answer, exclude: frozenset[str] = frozenset()) -> bytes:
 
 
 def hits_json(hits: list[Hit]) -> bytes:
-    return HITS_JSON.dump_json(hits)
+    return HITS_JSON.dump_json(hits, exclude={"__all__": set(HIT_INTERNALS)})
 
 
 class Where(BaseModel):
-    """Filters on the passages searched; passed on to answer() once it supports them."""
+    """Which documents an answer may quote; all given conditions must hold."""
 
     model_config = ConfigDict(extra="forbid")
     source: str | None = Field(None, description="only this file (as listed by /api/documents)")
-    kind: str | None = Field(None, description="only documents of this kind")
-    after: datetime.date | None = Field(None, description="only documents dated on or after this day")
-    before: datetime.date | None = Field(None, description="only documents dated on or before this day")
+    kind: str | None = Field(None, description="only meetings of this kind, e.g. konsultasjonsmøte")
+    after: datetime.date | None = Field(None, description="only meetings on or after this day")
+    before: datetime.date | None = Field(None, description="only meetings on or before this day")
 
 
 class Problem(BaseModel):
@@ -76,7 +78,7 @@ def create_api(service: Service) -> FastAPI:
     Question = Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=settings.max_question_chars)
     ]
-    K = Annotated[int, Field(ge=1, le=settings.max_k, description=f"at most this many extracts (1–{settings.max_k})")]
+    K = Annotated[int, Field(ge=1, le=settings.max_k)]
 
     class AnswerRequest(BaseModel):
         model_config = ConfigDict(
@@ -84,14 +86,13 @@ def create_api(service: Service) -> FastAPI:
             json_schema_extra={"examples": [{"question": "Hva krevde KS om SLT?", "k": 5}]},
         )
         question: Question = Field(description="the question, in Norwegian or English")
-        k: K = settings.top_k
+        k: K | None = Field(None, description=f"at most this many extracts, 1–{settings.max_k} (default 5, or 10 for a list)")
         history: list[Question] = Field(
             default_factory=list, max_length=MAX_HISTORY, description="earlier questions of the conversation, oldest first"
         )
         where: Where | None = None
 
     errors = {
-        400: {"model": Problem, "description": "A filter this version cannot apply"},
         401: {"model": Problem, "description": "Missing or wrong credentials"},
         422: {"model": Problem, "description": "A bad body or parameter; the message says which"},
         503: {"model": Problem, "description": "No usable index or model"},
@@ -121,7 +122,7 @@ def create_api(service: Service) -> FastAPI:
         result = await run(lambda: service.answer(body.question, body.k, body.history, where))
         return Response(answer_json(result), media_type="application/json")
 
-    @app.get("/api/search", response_model=list[Hit], responses=errors)
+    @app.get("/api/search", response_model=list[response_model(Hit, HIT_INTERNALS)], responses=errors)
     async def get_search(
         q: Annotated[str, Query(min_length=1, max_length=settings.max_question_chars, pattern=r"\S")],
         k: Annotated[int, Query(ge=1, le=settings.max_k)] = settings.top_k,
@@ -166,9 +167,9 @@ def create_api(service: Service) -> FastAPI:
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": validation_message(exc)}, status_code=422)
 
-    @app.exception_handler(FiltersUnsupported)
-    async def no_filters(request: Request, exc: FiltersUnsupported) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+    @app.exception_handler(FilterError)
+    async def bad_filter(request: Request, exc: FilterError) -> JSONResponse:
+        return JSONResponse({"detail": f"where: {exc}"}, status_code=422)
 
     @app.exception_handler(StoreError)
     @app.exception_handler(ModelError)

@@ -8,7 +8,6 @@ rebuilt index starts with an empty memory because its generation differs.
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import threading
 import time
@@ -29,11 +28,6 @@ log = logging.getLogger(__name__)
 LOADING = "Laster modellen …"
 BUILDING = "Bygger indeksen …"
 REMEMBERED = 1024  # answers and searches kept per process, least recently used dropped first
-FILTERS_SUPPORTED = "where" in inspect.signature(answer).parameters
-
-
-class FiltersUnsupported(ValueError):
-    """A ``where`` filter was given, but this version of answer() cannot filter yet."""
 
 
 @dataclass
@@ -100,24 +94,21 @@ class Service:
         history: Sequence[str] = (),
         where: Mapping[str, object] | None = None,
     ) -> Answer:
-        """answer() on the current index; ``where`` is passed on only when given."""
-        if where and not FILTERS_SUPPORTED:
-            raise FiltersUnsupported("Filters (where) are not supported by this version yet; leave them out.")
+        """answer() on the current index; without ``k``, answer() chooses (5, or 10 for a list)."""
         frozen = tuple(sorted(where.items())) if where else None
         generation = self.retriever().stored.folder
-        return self._answer(generation, question, k or self.settings.top_k, tuple(history), frozen)
+        return self._answer(generation, question, k, tuple(history), frozen)
 
     def _answer_on(
-        self, generation: Path, question: str, k: int, history: tuple[str, ...], where: tuple | None
+        self, generation: Path, question: str, k: int | None, history: tuple[str, ...], where: tuple | None
     ) -> Answer:
-        options = {"where": dict(where)} if where else {}
         return answer(
             question,
             self.retriever(),
             k=k,
             history=list(history),
             max_chars=self.settings.max_question_chars,
-            **options,
+            where=dict(where) if where else None,
         )
 
     def search(self, query: str, k: int | None = None) -> list[Hit]:
@@ -133,7 +124,7 @@ class Service:
         if not question.strip():
             return Reply(TEXTS["no"]["empty"])
         try:
-            result = self.answer(question, history=history)
+            result = self.answer(question, self.settings.top_k, history)
         except StoreError as exc:
             return Reply(f"**Indeksen kan ikke brukes.** {escape(str(exc))}")
         except ModelError as exc:

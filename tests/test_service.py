@@ -1,4 +1,4 @@
-"""The service behind the chat, the API and MCP: clear errors, remembered answers, filters passed on only when given."""
+"""The service behind the chat, the API and MCP: clear errors, remembered answers, filters passed on."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.service import FILTERS_SUPPORTED, FiltersUnsupported, Service
+from assistant.service import Service
 from assistant.settings import Settings
 
 
@@ -14,13 +14,6 @@ def test_a_missing_index_gives_the_fix_command_not_a_traceback(tmp_path: Path) -
     reply = Service(Settings(sources=tmp_path, index=tmp_path / "index")).reply("Hva krevde KS om SLT?")
     assert reply.markdown.startswith("**Indeksen kan ikke brukes.**")
     assert "python \\-m assistant build" in reply.markdown
-
-
-@pytest.mark.skipif(FILTERS_SUPPORTED, reason="answer() accepts where= now")
-def test_a_filter_is_refused_clearly_while_answer_cannot_apply_it(tmp_path: Path) -> None:
-    service = Service(Settings(sources=tmp_path, index=tmp_path / "index"))
-    with pytest.raises(FiltersUnsupported, match="not supported by this version yet"):
-        service.answer("Hva krevde KS om SLT?", where={"source": "a.txt"})
 
 
 @pytest.mark.slow
@@ -31,3 +24,5 @@ def test_answers_are_remembered_per_question_and_options(built: Settings) -> Non
     assert service.answer("Hva krevde KS om SLT?", k=1) is not first
     assert service.answer("Hva krevde KS om SLT?", history=["Hva sa KS om barnevernet?"]) is not first
     assert service.search("SLT", 2) == service.search("SLT", 2) and len(service.search("SLT", 2)) == 2
+    assert service.answer("Hva krevde KS om SLT?", where={"kind": "konsultasjonsmøte"}).found
+    assert not service.answer("Hva krevde KS om SLT?", where={"kind": "fylkesting"}).found
