@@ -86,8 +86,9 @@ def test_out_of_scope_is_declined_plainly(retriever, question, message):
     a = answer(question, retriever)
     assert not a.found and not a.citations
     assert a.markdown.startswith(message)
-    if a.related:
-        assert ("Kanskje relatert" in a.markdown) or ("Maybe related" in a.markdown)
+    assert len(a.related) == 1  # the closest passage, clearly labelled as not answering
+    label = "Kanskje relatert" if a.language == "no" else "Maybe related"
+    assert a.markdown.index(label) > a.markdown.index(message)
 
 
 @pytest.mark.slow
@@ -101,11 +102,12 @@ def test_no_duplicate_or_overlapping_extracts(retriever):
 
 @pytest.mark.slow
 def test_two_turn_followup(retriever):
-    first = answer("Hva sa KS om barnevernet?", retriever)
+    first = answer("Hvor mye økte kostnadene til barnevernet?", retriever)
     assert first.found
-    second = answer("Og hva med kostnadene?", retriever, history=["Hva sa KS om barnevernet?"])
-    assert second.found
-    assert "kostnadene til barnevernsfeltet" in second.citations[0].text
+    second = answer("Hvor mye?", retriever, history=["Hvor mye økte kostnadene til barnevernet?"])
+    assert second.found and "kostnadene til barnevernsfeltet" in second.citations[0].text
+    alone = answer("Hvor mye?", retriever)
+    assert not alone.citations or "kostnadene til barnevernsfeltet" not in alone.citations[0].text
 
 
 @pytest.mark.slow
