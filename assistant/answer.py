@@ -15,7 +15,7 @@ import numpy as np
 from .chunking import sentence_spans
 from .lexical import looks_norwegian
 from .render import TEXTS, UNIT_LABELS, escape, render_markdown, render_text
-from .retrieval import TURN_CHARS, Hit, Retriever, Search, Where
+from .retrieval import HISTORY_TURNS, TURN_CHARS, Hit, Retriever, Search, Where
 
 __all__ = ["TEXTS", "Answer", "Citation", "answer", "escape", "render_markdown", "render_text"]
 
@@ -120,7 +120,7 @@ def answer(
     question asks for several things, or the best extracts are items of one
     list, the list is shown whole: its lead-in once, then every relevant item.
     """
-    cleaned = _clean(question)
+    cleaned = _clean(question[: 4 * max_chars])  # cleaning only shortens; a huge paste costs no more than this
     lang = question_language(cleaned) if cleaned else "no"
     if not cleaned:
         return Answer(question, False, lang, markdown=TEXTS[lang]["empty"])
@@ -130,7 +130,8 @@ def answer(
         notes.append(TEXTS[lang]["truncated"].format(n=max_chars))
     several = asks_for_several(cleaned)
     limit = k if k is not None else LIST_ITEMS if several else DEFAULT_K
-    search = retriever.run(cleaned, k=limit, history=[c for c in map(_clean, history) if c], where=where)
+    turns = [c for c in (_clean(turn[: 4 * max_chars]) for turn in history[-HISTORY_TURNS:]) if c]
+    search = retriever.run(cleaned, k=limit, history=turns, where=where)
     if Where.of(where):
         notes.append(TEXTS[lang]["filtered"].format(where=_describe(Where.of(where))))
     hits = dedupe(search.hits)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m assistant build | ask | documents | eval | tune | serve | migrate``."""
+"""Command line: ``python -m assistant build | ask | documents | eval | tune | serve | hash-password | migrate``."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ask = sub.add_parser("ask", parents=[common], help="answer one question")
     ask.add_argument("question")
-    ask.add_argument("-k", type=int, help="at most this many extracts (default 5, or 10 for a list)")
+    ask.add_argument("-k", type=int, help="at most this many extracts (default 5, or 10 for a list; at most 50)")
     ask.add_argument("--source", help="only this document (its file name, as `documents` lists it)")
     ask.add_argument("--kind", help="only meetings of this kind (konsultasjonsmøte, kommunestyre, …)")
     ask.add_argument("--after", help="only meetings on or after this date (YYYY-MM-DD)")
@@ -64,7 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--sources", type=Path)
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 7860)")
-    serve.add_argument("--auth", help="user:password required to open the page")
+    serve.add_argument("--auth", help="user:password for the page, the API and MCP")
+    serve.add_argument("--auth-file", type=Path, help="users file (lines of user:hash from hash-password)")
+    serve.add_argument("--token-file", type=Path, help="API/MCP bearer tokens, one a line (also ASSISTANT_API_TOKENS)")
+
+    hashing = sub.add_parser("hash-password", help="print a users-file line (user:scrypt hash) for --auth-file")
+    hashing.add_argument("user")
 
     move = sub.add_parser("migrate", parents=[common], help="copy the local index into another backend, without embedding")
     move.add_argument("--to", choices=["qdrant"], required=True)
@@ -74,9 +79,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings.from_env(
-        index=args.index,
-        model=args.model,
-        precision=args.precision,
+        index=getattr(args, "index", None),
+        model=getattr(args, "model", None),
+        precision=getattr(args, "precision", None),
         sources=getattr(args, "sources", None),
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
@@ -115,8 +120,8 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
     from .answer import answer, render_text
     from .retrieval import Retriever
 
-    if args.k is not None and not 1 <= args.k <= 50:
-        raise ValueError("-k must be between 1 and 50")
+    if args.k is not None and not 1 <= args.k <= settings.max_k:
+        raise ValueError(f"-k must be between 1 and {settings.max_k}")
     where = {"source": args.source, "kind": args.kind, "after": args.after, "before": args.before}
     retriever = Retriever.load(settings.index, model=args.model, settings=settings)
     result = answer(args.question, retriever, k=args.k, max_chars=settings.max_question_chars, where=where)
@@ -194,15 +199,10 @@ def _tune(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from .ui import serve
+    from .auth import Credentials
+    from .server import serve
 
-    auth = None
-    if args.auth:
-        user, sep, password = args.auth.partition(":")
-        if not (user and sep and password):
-            raise ValueError("--auth takes user:password")
-        auth = (user, password)
-    serve(settings, auth=auth)
+    serve(settings, Credentials.load(args.auth, args.auth_file, args.token_file))
     return 0
 
 
@@ -213,7 +213,34 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-COMMANDS = {"migrate": _migrate, "build": _build, "ask": _ask, "documents": _documents, "eval": _eval, "tune": _tune, "serve": _serve}
+def _hash_password(args: argparse.Namespace, settings: Settings) -> int:
+    """Prompts twice on a terminal; otherwise reads the password from the first line of stdin."""
+    import getpass
+
+    from .auth import hash_password
+
+    if ":" in args.user or not args.user.strip():
+        raise ValueError("the user name must be non-empty and without ':'")
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"Password for {args.user}: ")
+        if getpass.getpass("Again: ") != password:
+            raise ValueError("the passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    print(f"{args.user}:{hash_password(password)}")
+    return 0
+
+
+COMMANDS = {
+    "build": _build,
+    "ask": _ask,
+    "documents": _documents,
+    "eval": _eval,
+    "tune": _tune,
+    "serve": _serve,
+    "hash-password": _hash_password,
+    "migrate": _migrate,
+}
 
 
 if __name__ == "__main__":

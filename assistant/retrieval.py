@@ -11,6 +11,7 @@ page.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -193,9 +194,10 @@ class Retriever:
         stored = self._stored
         query = query[:TURN_CHARS]
         history = [turn[:TURN_CHARS] for turn in history[-HISTORY_TURNS:]]
-        named = self.named_meeting(stored, query, history)
+        embed = functools.lru_cache(maxsize=None)(self.embedder.embed_query)  # each turn embedded once per run
+        named = self.named_meeting(stored, query, history, embed)
         focus = named.rest or query  # once the meeting is known, the words naming it only blur the search inside it
-        qvec = self.query_vector(focus, history)
+        qvec = self.query_vector(focus, history, embed)
         ranker = SINGLE.get(mode) or ranker or self.models.ranker
         sources = named_sources(stored, named)
         hits: list[Hit] = []
@@ -205,7 +207,9 @@ class Retriever:
         coverage = stored.lexical.coverage(focus)
         return Search(query, qvec, hits, stored, background, coverage, named, ranker, sources)
 
-    def named_meeting(self, stored: Generation, query: str, history: Sequence[str] = ()) -> Reference:
+    def named_meeting(
+        self, stored: Generation, query: str, history: Sequence[str] = (), embed: Callable[[str], np.ndarray] | None = None
+    ) -> Reference:
         """The meeting the question names (with the rest of the question), else the conversation's.
 
         A follow-up that names nothing ("Og hva med kostnadene?") stays with the
@@ -218,7 +222,7 @@ class Retriever:
         earlier = reference(history[-1], self.today(), stored.places)
         if earlier:
             return dataclasses.replace(earlier, rest="")
-        vector = self.embedder.embed_query(history[-1])
+        vector = (embed or self.embedder.embed_query)(history[-1])
         ids, features = self.features(stored, vector, history[-1], history[-1])
         if not len(ids):
             return Reference()
@@ -276,12 +280,15 @@ class Retriever:
             hits.append(_hit(chunk, chunk_id, float(scores[j]), values, cosines, stored.meetings.get(chunk.source)))
         return hits
 
-    def query_vector(self, query: str, history: Sequence[str] = ()) -> np.ndarray:
+    def query_vector(
+        self, query: str, history: Sequence[str] = (), embed: Callable[[str], np.ndarray] | None = None
+    ) -> np.ndarray:
         """The question's embedding, nudged towards recent turns when it is a short follow-up."""
-        vec = self.embedder.embed_query(query)
+        embed = embed or self.embedder.embed_query
+        vec = embed(query)
         if not history:
             return vec
-        context = self.embedder.embed_query(history[-1])
+        context = embed(history[-1])
         weight = followup_weight(query, float(vec @ context))
         mixed = vec + weight * context
         return (mixed / np.linalg.norm(mixed)).astype(np.float32)

@@ -33,6 +33,7 @@ class Settings:
     max_file_mb: float = 20.0
     max_question_chars: int = 1000
     top_k: int = 5
+    max_k: int = 50  # the most extracts one question may ask for (CLI, API, MCP)
     batch_size: int = 32
     host: str = "127.0.0.1"
     port: int = 7860

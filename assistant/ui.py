@@ -7,16 +7,11 @@ render tags such as ``<img>``.
 
 from __future__ import annotations
 
-import html
 import logging
 import os
 import shutil
-import sys
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
@@ -25,14 +20,13 @@ for _name, _value in OFFLINE_ENV.items():
 
 import gradio as gr  # noqa: E402  (the environment above must be set before gradio is imported)
 
-from .answer import TEXTS, Citation, answer, escape  # noqa: E402
-from .embedding import ModelError  # noqa: E402
-from .indexing import BuildReport, build_index, index_status  # noqa: E402
-from .retrieval import Retriever  # noqa: E402
+from .answer import escape  # noqa: E402
+from .indexing import index_status  # noqa: E402
+from .service import BUILDING, LOADING, Reply, Service  # noqa: E402
 from .settings import Settings  # noqa: E402
-from .sources import SUPPORTED_SUFFIXES, Document, SourceError, SourceFile, read_document  # noqa: E402
-from .backends import read_manifest  # noqa: E402
-from .store import DISK_FULL, StoreError, WriteError  # noqa: E402
+from .sources import SUPPORTED_SUFFIXES, SourceError, SourceFile, read_document  # noqa: E402
+from .store import DISK_FULL, WriteError  # noqa: E402
+from .viewer import source_view  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +36,6 @@ EXAMPLES = (
     "What did KS demand on SLT?",
     "Which ministers did KS meet?",
 )
-LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-LOADING = "Laster modellen …"
-BUILDING = "Bygger indeksen …"
 NO_DISK_SPACE = "Ikke nok diskplass: indeksen ble ikke oppdatert. Den forrige indeksen svarer fortsatt; frigjør plass og prøv igjen."
 VIEWER_HINT = '<p class="hint">Still et spørsmål. Kildene til svaret åpnes her, med de siterte linjene markert.</p>'
 STAGES = (
@@ -53,7 +44,6 @@ STAGES = (
     ("indexing", "Indekserer ordene"),
     ("waiting", "Venter på en annen oppdatering av indeksen"),
 )
-UNIT_SHORT = {"line": "", "page": "s. ", "paragraph": "¶ "}
 
 # System fonts only; dark blue buttons keep white text above WCAG AA contrast (the default orange does not).
 THEME = gr.themes.Default(
@@ -118,119 +108,6 @@ PAGE_JS = """
 """
 
 
-@dataclass
-class Reply:
-    markdown: str
-    language: str = "no"
-    citations: list[Citation] = field(default_factory=list)
-
-
-class Service:
-    """The app's one retriever: loaded once in the background, refreshed before every answer."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.building = False
-        self.error = ""
-        self._retriever: Retriever | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def ready(self) -> bool:
-        return self._retriever is not None
-
-    def retriever(self) -> Retriever:
-        """The loaded retriever, switched to the newest index generation another process may have built."""
-        with self._lock:
-            if self._retriever is None:
-                try:
-                    self._retriever = Retriever.load(self.settings.index, settings=self.settings)
-                except Exception as exc:
-                    self.error = str(exc)
-                    raise
-                self.error = ""
-            else:
-                self._retriever.refresh()
-            return self._retriever
-
-    def preload(self) -> None:
-        """Load the model while the page opens, so the first question does not wait for it."""
-        threading.Thread(target=self._load_quietly, name="load-retriever", daemon=True).start()
-
-    def _load_quietly(self) -> None:
-        try:
-            self.retriever()
-        except (StoreError, ModelError) as exc:
-            log.warning("index not loaded: %s", exc)
-        except Exception:
-            log.exception("loading the index failed")
-
-    def reply(self, question: str, history: Sequence[str] = ()) -> Reply:
-        """An answer, or a clear Norwegian message instead of a traceback."""
-        if not question.strip():
-            return Reply(TEXTS["no"]["empty"])
-        try:
-            result = answer(
-                question,
-                self.retriever(),
-                k=self.settings.top_k,
-                history=list(history),
-                max_chars=self.settings.max_question_chars,
-            )
-        except StoreError as exc:
-            return Reply(f"**Indeksen kan ikke brukes.** {escape(str(exc))}")
-        except ModelError as exc:
-            return Reply(f"**Modellen kan ikke lastes.** {escape(str(exc))}")
-        except Exception:
-            log.exception("answering %r failed", question[:200])
-            return Reply("**Beklager, noe gikk galt under søket.** Prøv igjen; detaljene står i serverloggen.")
-        return Reply(result.markdown, result.language, result.citations or result.related)
-
-    def status_line(self) -> str:
-        """What is served: documents, passages and build time, or what is going on instead."""
-        if self.building:
-            return BUILDING
-        try:
-            manifest = read_manifest(self.settings)
-        except StoreError:
-            return "Ingen indeks ennå. Legg til tekster nedenfor, eller kjør `python -m assistant build`."
-        documents = _count(len(manifest.sources), "dokument", "dokumenter")
-        line = f"{documents}, {_count(manifest.chunks, 'tekstbit', 'tekstbiter')}, bygget {_when(manifest.built_at)}"
-        if self.error:
-            return f"{line}\n\n**Advarsel:** {escape(self.error)}"
-        return line if self.ready else f"{LOADING}\n\n{line}"
-
-    def indexed_sha(self, source: str) -> str | None:
-        try:
-            meta = read_manifest(self.settings).sources.get(source)
-        except StoreError:
-            return None
-        return str(meta["sha256"]) if meta else None
-
-    def rebuild(self, progress: Callable[[str, int, int], None]) -> BuildReport:
-        self.building = True
-        try:
-            report = build_index(self.settings, progress=progress)
-        finally:
-            self.building = False
-        if self.ready:
-            self.retriever()
-        else:
-            self.preload()
-        return report
-
-
-def _count(n: int, singular: str, plural: str) -> str:
-    return f"{n} {singular if n == 1 else plural}"
-
-
-def _when(stamp: str) -> str:
-    try:
-        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z").strftime("%d.%m.%Y kl. %H:%M")
-    except ValueError:
-        return stamp or "ukjent tidspunkt"
-
-
 # ---- questions and history -------------------------------------------------------------------
 
 
@@ -267,61 +144,6 @@ def _bot(markdown: str) -> dict[str, object]:
 def _user(question: str, limit: int) -> dict[str, object]:
     shown = question if len(question) <= limit else question[:limit] + " …"
     return {"role": "user", "content": [{"type": "text", "text": escape(shown)}]}
-
-
-# ---- the source viewer -----------------------------------------------------------------------
-
-
-def _h(text: str) -> str:
-    """HTML-escape everything, including the template characters gr.HTML might interpret."""
-    return html.escape(text, quote=True).replace("$", "&#36;").replace("{", "&#123;").replace("}", "&#125;")
-
-
-def source_view(service: Service, citation: Citation, language: str = "no") -> str:
-    """The cited file as numbered lines (or pages/paragraphs), the cited ones marked."""
-    root = service.settings.sources.resolve()
-    path = (root / citation.source).resolve()
-    if not path.is_relative_to(root):
-        return f'<p class="note">{_h(citation.source)} ligger utenfor tekstmappen og vises ikke.</p>'
-    try:
-        doc = read_document(SourceFile(path, citation.source, "", path.stat().st_size))
-    except (OSError, SourceError) as exc:
-        return f'<p class="note">Kan ikke vise {_h(citation.source)}: {_h(str(exc))}</p>'
-    indexed = service.indexed_sha(citation.source)
-    changed = indexed not in (None, doc.sha256)
-    note = "Filen er endret etter at indeksen ble bygget; markeringen kan være forskjøvet." if changed else ""
-    return render_document(doc, citation, citation.label(language), note)
-
-
-def render_document(doc: Document, citation: Citation, label: str, note: str = "") -> str:
-    lines = doc.text.split("\n")
-    units = doc.line_units or tuple(range(1, len(lines) + 1))
-    rows: list[str] = []
-    anchored = False
-    for i, line in enumerate(lines):
-        unit = units[min(i, len(units) - 1)]
-        first_of_unit = doc.unit == "line" or i == 0 or units[min(i - 1, len(units) - 1)] != unit
-        number = f"{UNIT_SHORT.get(doc.unit, '')}{unit}" if first_of_unit else ""
-        cited = citation.start_line <= unit <= citation.end_line
-        attrs = ' class="ln cited"' if cited else ' class="ln"'
-        if cited and not anchored:
-            attrs += ' id="kilde-start"'
-            anchored = True
-        text = _marked(line, citation.highlight) if cited else _h(line)
-        rows.append(f'<div{attrs}><span class="no">{number}</span><span class="tx">{text or " "}</span></div>')
-    title = f'<p class="doc-title"><strong>{_h(label)}</strong></p>'
-    notice = f'<p class="note">{_h(note)}</p>' if note else ""
-    return f'{title}{notice}<div class="doc" data-label="{_h(label)}">{"".join(rows)}</div>'
-
-
-def _marked(line: str, highlight: str) -> str:
-    """A cited line in <mark>, with the answering sentence in bold where it lies on this line."""
-    sentence = highlight.strip()
-    at = line.find(sentence) if sentence else -1
-    if at < 0:
-        return f"<mark>{_h(line)}</mark>"
-    end = at + len(sentence)
-    return f"<mark>{_h(line[:at])}<strong>{_h(sentence)}</strong>{_h(line[end:])}</mark>"
 
 
 # ---- uploads ---------------------------------------------------------------------------------
@@ -411,10 +233,12 @@ def _progress_reporter(progress: gr.Progress) -> Callable[[str, int, int], None]
 # ---- the page --------------------------------------------------------------------------------
 
 
-def build_app(settings: Settings) -> gr.Blocks:
-    """The page plus the /chat and /upload API endpoints; the model starts loading right away."""
-    service = Service(settings)
-    service.preload()
+def build_app(service: Service, tools: Sequence[Callable[..., object]] = ()) -> gr.Blocks:
+    """The page, its /chat and /upload endpoints, and ``tools`` as the only documented endpoints (the MCP tools).
+
+    The page's own endpoints stay callable but undocumented, so MCP clients list only the tools.
+    """
+    settings = service.settings
     limit = settings.max_question_chars
 
     def respond(message: str, messages: list, questions: list[str]) -> Iterator[tuple]:
@@ -534,46 +358,24 @@ def build_app(settings: Settings) -> gr.Blocks:
         chatbot.clear(clear, None, answer_outputs, queue=False, **private)  # the Chatbot's own bin icon
         quiet = {"api_visibility": "private", "show_progress": "hidden"}
         add.click(lambda: BUILDING, None, status, queue=False, **quiet).then(
-            upload, [files, replace], result, api_name="upload"
+            upload, [files, replace], result, api_name="upload", api_visibility="undocumented"
         ).then(lambda: (service.status_line(), None), None, [status, files], **quiet)
         app.load(page_status, None, status, **quiet)
-        gr.api(chat, api_name="chat")
+        gr.api(chat, api_name="chat", api_visibility="undocumented")
+        for tool in tools:
+            gr.api(tool, api_name=tool.__name__, queue=False)
     return app
 
 
-def launch_options(settings: Settings, auth: tuple[str, str] | None = None) -> dict[str, object]:
-    """Everything launch() needs; shared by serve() and the tests so both run the same page."""
+def page_options(settings: Settings) -> dict[str, object]:
+    """How the page is mounted: offline, no monitoring, no SSR, our theme; the same for serve() and the tests."""
     return {
-        "server_name": settings.host,
-        "server_port": settings.port,
-        "auth": auth,
-        "share": False,
         "max_file_size": int(settings.max_file_mb * 1_000_000),
         "enable_monitoring": False,
         "footer_links": ["api", "settings"],
         "ssr_mode": False,
+        "show_error": False,
         "theme": THEME,
         "css": CSS,
         "js": PAGE_JS,
     }
-
-
-def exposure_warning(host: str, auth: tuple[str, str] | None) -> str | None:
-    if host in LOCAL_HOSTS or auth:
-        return None
-    return (
-        f"WARNING: serving on {host} without a password. Anyone who can reach this machine can read "
-        "the texts and add files. Restart with --auth user:password, or keep the default host 127.0.0.1."
-    )
-
-
-def serve(settings: Settings, auth: tuple[str, str] | None = None) -> None:
-    """Build a missing or stale index first, so the page never starts without something to search."""
-    reason = index_status(settings)
-    if reason is not None:
-        print(f"Building the index first: {reason}", file=sys.stderr)
-        print(build_index(settings).summary(), file=sys.stderr)
-    warning = exposure_warning(settings.host, auth)
-    if warning:
-        print(warning, file=sys.stderr)
-    build_app(settings).launch(**launch_options(settings, auth))

@@ -104,6 +104,8 @@ def inputs(work: Path, quick: bool) -> list[tuple[str, Path]]:
         (".pdf, one page inflating to 1 GB", pdf_bomb(work / "bombe.pdf", 1000)),
         (".txt, 20 MB of random bytes", _write(work / "tilfeldig.txt", os.urandom(19_900_000))),
         (".txt, UTF-16 LE without BOM, 20 MB", _write(work / "utf16.txt", (sentence * 110_000).encode("utf-16-le"))),
+        (".txt, one 2 MB line without a sentence end", _write(work / "linje.txt", ("ord " * 500_000).encode())),
+        (".txt, 2 MB of one-word sentences on one line", _write(work / "ja.txt", ("Ja. " * 500_000).encode())),
     ]
     if not quick:
         made.insert(2, (".docx zip bomb, 1.2 GB of `<w:p/>` (the issue's)", zip_bomb_docx(work / "bombe-1200.docx", 1200)))
@@ -140,6 +142,36 @@ def build_with(work: Path, path: Path | None) -> dict[str, object]:
         raise RuntimeError(f"build with {path} failed: {err[-500:]}")
     shutil.rmtree(sources)
     return {"build_s": round(seconds, 2), "build_peak_mb": rss, "skipped": len(json.loads(out)["skipped"])}
+
+
+HISTORY = (
+    "import atexit, json, sys, time\n"
+    "atexit.register(lambda: print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')), file=sys.stderr))\n"
+    "from assistant import Retriever, answer\n"
+    "r = Retriever.load(sys.argv[1])\n"
+    "answer('Hva krevde KS om SLT?', r)\n"
+    "out = {}\n"
+    "for label, question, history in [\n"
+    "    ('a 1,000-character question', 'Hva krevde KS om SLT? ' * 46, []),\n"
+    "    ('a 200,000-character history turn', 'Og hva med kostnadene?', ['y' * 200_000]),\n"
+    "    ('a 1,000,000-character history turn', 'Og hva med kostnadene?', ['y' * 1_000_000]),\n"
+    "    ('50 history turns of 100,000 words each', 'Og hva med kostnadene?', ['barnevernskostnadene ' * 5_000] * 50),\n"
+    "]:\n"
+    "    start = time.perf_counter(); answer(question, r, history=history); out[label] = round(time.perf_counter() - start, 3)\n"
+    "print(json.dumps(out))\n"
+)
+
+
+def long_questions(work: Path) -> dict[str, object]:
+    """Seconds for one answer with hostile question and history lengths, on the bundled corpus's index."""
+    sources = work / "sources-history"
+    shutil.copytree(CORPUS, sources)
+    index = work / "index-history"
+    run([CHILD, "build", "--sources", str(sources), "--index", str(index)])
+    seconds, rss, code, out, err = run([HISTORY, str(index)])
+    if code:
+        raise RuntimeError(f"the history run failed: {err[-500:]}")
+    return {"seconds": json.loads(out.splitlines()[-1]), "peak_mb": rss}
 
 
 def full_disk(work: Path) -> dict[str, object]:
@@ -182,6 +214,9 @@ def table(results: dict[str, object]) -> str:
         )
     corpus = results["corpus_build"]
     lines.append(f"\nBuild of the bundled corpus alone: {corpus['build_s']:.1f} s, peak {corpus['build_peak_mb']:.0f} MB.")
+    long = results["long_questions"]
+    lines.append("One answer with " + "; ".join(f"{label}: {s:.3f} s" for label, s in long["seconds"].items())
+                 + f" (process peak {long['peak_mb']:.0f} MB).")
     for label, row in results["full_disk"].items():
         if isinstance(row, dict):
             lines.append(f"Full disk ({label}): exit {row['exit']} after {row['build_s']:.1f} s, peak "
@@ -204,10 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for label, path in inputs(work / "files", args.quick):
             print(f"[hostile] {time.strftime('%H:%M:%S')} {label}", file=sys.stderr, flush=True)
             row: dict[str, object] = {"input": label, "bytes": path.stat().st_size, **read_alone(path)}
-            if path.suffix == ".docx":
+            if path.suffix == ".docx" or path.stem in ("linje", "ja"):
                 row.update(build_with(work, path))
             results["inputs"].append(row)
             path.unlink()
+        results["long_questions"] = long_questions(work)
         results["full_disk"] = full_disk(work)
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -1,4 +1,4 @@
-"""`make bench`: start-up, embedding speed, query latency, recall and memory, from 1k to 1M passages.
+"""`make bench`: start-up, embedding speed, query latency, recall and memory from 1k to 1M passages, and load.
 
 Prints a table and writes bench/results.json (git-ignored; the path is printed).
 Every corpus is generated from the bundled text, so a fresh clone needs only
@@ -34,6 +34,7 @@ from scipy import sparse
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import load  # noqa: E402  (bench/load.py, beside this file)
 from assistant import embedding, store  # noqa: E402
 from assistant.answer import answer  # noqa: E402
 from assistant.chunking import Chunk, split_sentences  # noqa: E402
@@ -556,6 +557,7 @@ def table(results: dict[str, object]) -> str:
             lines.append(f"  ask at {p['passages']:,} passages: {p['ask_process_s']} s, peak RSS {p['ask_peak_rss_mb']} MB")
     if "million" in results:
         lines.append(f"  1M is search alone on synthetic data: {results['million']['synthetic']}")
+    lines += ["", load.table(results["load"])]
     return "\n".join(lines)
 
 
@@ -577,6 +579,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         work = Path(tmp)
         _step("cold start")
         results["cold_start"] = cold_start(work, repeats=1 if args.quick else 3)
+        _step(f"load: {load.CLIENTS} concurrent clients, /api/answer and /chat")
+        results["load"] = load.run(work / "bundled-int8", rounds=1 if args.quick else 3, seconds=3 if args.quick else 5)
         _step("embedding throughput")
         results["throughput"], basis = throughput(settings, n=200 if args.quick else 2000, block=100 if args.quick else 200)
         results["variants"] = variants(settings, n=64 if args.quick else 400, block=32 if args.quick else 100)

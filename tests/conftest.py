@@ -1,12 +1,20 @@
-"""Shared fixtures. Slow fixtures use the real bundled model and a real index built in a temp folder."""
+"""Shared fixtures. Slow fixtures use the real bundled model and a real index built in a temp folder.
+
+Every test session converts the bundled model into a fresh temporary cache, so
+the "made once" checks check something and the user's own cache is never
+touched. With ``CI`` set, a missing ../shared or Chromium fails the run
+instead of skipping what needs them.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +24,23 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "source_texts"
 DEV_SET = ROOT.parent / "shared" / "eval" / "dev.jsonl"
 HELDOUT = ROOT / "tests" / "heldout.jsonl"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A temporary model cache for the session; in CI, what tests need must be there."""
+    if os.environ.get("CI"):
+        missing = [
+            f"{path} ({why})"
+            for path, why in ((DEV_SET, "the development questions, in ../shared"), (CHROMIUM, "run `make browser`"))
+            if not path.exists()
+        ]
+        if missing:
+            raise pytest.UsageError("CI is set but the tests need: " + "; ".join(missing))
+    if "ASSISTANT_CACHE_DIR" not in os.environ:
+        cache = tempfile.mkdtemp(prefix="ks-assistant-test-cache-")
+        os.environ["ASSISTANT_CACHE_DIR"] = cache  # child processes (CLI, server) use it too
+        config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
 
 
 def read_jsonl(path: Path) -> list[dict]:

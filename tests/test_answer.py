@@ -86,8 +86,9 @@ def test_out_of_scope_is_declined_plainly(retriever, question, message):
     a = answer(question, retriever)
     assert not a.found and not a.citations
     assert a.markdown.startswith(message)
-    if a.related:
-        assert ("Kanskje relatert" in a.markdown) or ("Maybe related" in a.markdown)
+    assert len(a.related) == 1  # the closest passage, clearly labelled as not answering
+    label = "Kanskje relatert" if a.language == "no" else "Maybe related"
+    assert a.markdown.index(label) > a.markdown.index(message)
 
 
 @pytest.mark.slow
@@ -101,11 +102,12 @@ def test_no_duplicate_or_overlapping_extracts(retriever):
 
 @pytest.mark.slow
 def test_two_turn_followup(retriever):
-    first = answer("Hva sa KS om barnevernet?", retriever)
+    first = answer("Hvor mye økte kostnadene til barnevernet?", retriever)
     assert first.found
-    second = answer("Og hva med kostnadene?", retriever, history=["Hva sa KS om barnevernet?"])
-    assert second.found
-    assert "kostnadene til barnevernsfeltet" in second.citations[0].text
+    second = answer("Hvor mye?", retriever, history=["Hvor mye økte kostnadene til barnevernet?"])
+    assert second.found and "kostnadene til barnevernsfeltet" in second.citations[0].text
+    alone = answer("Hvor mye?", retriever)
+    assert not alone.citations or "kostnadene til barnevernsfeltet" not in alone.citations[0].text
 
 
 @pytest.mark.slow
@@ -117,3 +119,15 @@ def test_bad_input_does_not_crash(retriever):
     for weird in ("\x00\x07SLT\x1b[31m?", "🤔🙈 SLT?", "Что KS сказал про SLT? 中文 العربية"):
         result = answer(weird, retriever)
         assert isinstance(result.markdown, str) and result.markdown
+
+
+@pytest.mark.slow
+def test_a_200000_character_history_turn_is_answered_in_under_two_seconds(retriever):
+    """Issue 12's reproduction: every turn is cut before analysis, so one huge turn cannot stall the chat."""
+    import time
+
+    answer("Og hva med kostnadene?", retriever)  # warm
+    started = time.perf_counter()
+    result = answer("Og hva med kostnadene?", retriever, history=["y" * 200_000])
+    assert time.perf_counter() - started < 2.0
+    assert result.markdown

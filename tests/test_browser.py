@@ -19,10 +19,11 @@ import pytest
 from assistant.settings import Settings
 from assistant.ui import OFFLINE_ENV
 
+from .conftest import CHROMIUM
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 SLT_EXTRACT = "tiltaksplan for å styrke SLT-samarbeidet"
 SLT_LABEL = "[1] KS konsultasjonsmøte 26.04.2024, linje 17"

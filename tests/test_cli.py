@@ -143,3 +143,29 @@ def test_ask_filters_and_meeting_fields(built):
     assert not none["found"] and none["citations"] == [] and none["hits"] == []
     bad = _run("ask", "SLT", "--after", "i fjor", "--index", str(built.index), check=False)
     assert bad.returncode == 2 and "after must be a date" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_hash_password_prints_a_users_file_line(tmp_path):
+    from assistant.auth import read_users, verify_password
+
+    out = subprocess.run(
+        [sys.executable, "-m", "assistant", "hash-password", "anna"], input="hemmelig\n", capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    users = tmp_path / "users.txt"
+    users.write_text(out.stdout, encoding="utf-8")
+    assert verify_password("hemmelig", read_users(users)["anna"])
+
+
+def test_serve_refuses_a_users_file_with_plain_passwords(tmp_path):
+    users = tmp_path / "users.txt"
+    users.write_text("anna:hemmelig\n", encoding="utf-8")
+    out = _run("serve", "--auth-file", str(users), "--index", str(tmp_path / "index"), check=False)
+    assert out.returncode == 2
+    assert "users.txt, line 1" in out.stderr and "plain passwords are not accepted" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_k_is_limited_like_the_api(tmp_path):
+    out = _run("ask", "Hva?", "-k", "51", "--index", str(tmp_path / "none"), check=False)
+    assert out.returncode == 2 and "-k must be between 1 and 50" in out.stderr

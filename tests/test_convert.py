@@ -63,7 +63,7 @@ def model():
     from assistant.embedding import load_model
     from assistant.settings import BUNDLED_MODEL, Settings
 
-    return load_model(BUNDLED_MODEL, Settings().cache_dir)
+    return load_model(BUNDLED_MODEL, Settings.from_env().cache_dir)
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,21 @@ def test_converted_folder_is_cached_and_small():
     from assistant.convert import ensure_converted
     from assistant.settings import Settings
 
-    folder = ensure_converted(Settings().cache_dir)
-    assert ensure_converted(Settings().cache_dir) == folder
+    cache = Settings.from_env().cache_dir  # the session's temporary cache (tests/conftest.py)
+    assert "ks-assistant-test-cache-" in str(cache)
+    folder = ensure_converted(cache)
+    made = (Path(folder) / "modules.json").stat().st_mtime_ns
+    assert ensure_converted(cache) == folder and (Path(folder) / "modules.json").stat().st_mtime_ns == made
     size = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
     assert size < 300e6  # fp16 weights: about half of fp32
+
+
+def test_the_user_cache_is_under_xdg_cache_home_or_home(monkeypatch, tmp_path):
+    """The one test of the real location; it looks, it does not write there."""
+    from assistant.settings import Settings
+
+    monkeypatch.delenv("ASSISTANT_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert Settings.from_env().cache_dir == tmp_path / "ks-assistant"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert Settings.from_env().cache_dir == Path.home() / ".cache" / "ks-assistant"

@@ -128,7 +128,7 @@ def test_empty_input_gives_an_empty_matrix(request, precision):
 
 @pytest.mark.slow
 def test_export_is_made_once_and_leaves_no_work_folders(int8):
-    settings = Settings()
+    settings = Settings.from_env()
     folder = embedding.ensure_exported(settings.model, settings.cache_dir)
     assert embedding.ensure_exported(settings.model, settings.cache_dir) == folder
     assert {p.name for p in folder.iterdir()} == {"model.onnx", "tokenizer.json", "meta.json"}

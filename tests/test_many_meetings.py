@@ -82,3 +82,11 @@ def test_questions_for_several_things(question):
 @pytest.mark.parametrize("question", ["Hva krevde KS om SLT", "What did Helgesen say?", "Hvor mye økte kostnadene?"][1:])
 def test_questions_for_one_thing(question):
     assert not asks_for_several(question)
+
+
+def test_a_followup_stays_in_the_meeting_the_conversation_named(bank_retriever):
+    question, earlier = "Og hva med opplæringskontorene?", "Hva foreslo KS om SLT i konsultasjonsmøtet i april 2024?"
+    alone = bank_retriever.search(question, k=1)[0]
+    followup = bank_retriever.search(question, k=1, history=[earlier])[0]
+    assert alone.source != APRIL_2024
+    assert followup.source == APRIL_2024 and "opplæringskontorene fortsatt kan være et viktig bindeledd" in followup.text

@@ -1,6 +1,6 @@
-"""The web app through its API, as a client sees it: a real model, a real index, a real Gradio server.
+"""The chat page through its Gradio endpoints, as a client sees it: a real model, a real index, the real server.
 
-The fast tests at the top check the pieces that keep uploads and rendering safe without a server.
+The fast tests at the top check the pieces that keep uploads safe without a server.
 """
 
 from __future__ import annotations
@@ -13,19 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from assistant.answer import Citation
 from assistant.settings import Settings
-from assistant.sources import Document
-from assistant.ui import (
-    NO_DISK_SPACE,
-    Refused,
-    Service,
-    exposure_warning,
-    render_document,
-    safe_name,
-    save_uploads,
-    user_questions,
-)
+from assistant.ui import NO_DISK_SPACE, Refused, safe_name, save_uploads, user_questions
 from tests.conftest import small_disk
 from tests.hostile import fill_disk, zip_bomb_docx
 
@@ -39,7 +28,7 @@ def plain(markdown: str) -> str:
     return re.sub(r"\\(.)", r"\1", markdown)
 
 
-# ---- fast: names, history, rendering -----------------------------------------------------------
+# ---- fast: names and history ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -126,50 +115,18 @@ def test_user_questions_accepts_strings_and_messages() -> None:
     assert user_questions(None) == []
 
 
-def test_exposure_warning_only_for_open_hosts_without_auth() -> None:
-    assert exposure_warning("127.0.0.1", None) is None
-    assert exposure_warning("0.0.0.0", ("bruker", "passord")) is None
-    assert "--auth" in (exposure_warning("0.0.0.0", None) or "")
-
-
-def test_viewer_escapes_every_character_and_marks_the_cited_lines() -> None:
-    text = "første linje\n<img src=x onerror=alert(1)> ${x} {{y}}\nSvaret står her. Og mer.\nslutt"
-    doc = Document("a.txt", text, "sha")
-    citation = Citation(1, "a.txt", 2, 3, text="", highlight="Svaret står her.")
-    rendered = render_document(doc, citation, "[1] a.txt, linje 2–3")
-    assert "<img" not in rendered and "&lt;img src=x onerror=alert(1)&gt;" in rendered
-    assert "${" not in rendered and "{{" not in rendered
-    assert rendered.count('class="ln cited"') == 2 and rendered.count('id="kilde-start"') == 1
-    assert "<mark><strong>Svaret står her.</strong> Og mer.</mark>" in rendered
-
-
-def test_viewer_numbers_pages_of_a_pdf() -> None:
-    doc = Document("r.pdf", "side en\n\nside to a\nside to b", "sha", unit="page", line_units=(1, 1, 2, 2))
-    rendered = render_document(doc, Citation(1, "r.pdf", 2, 2, text="", highlight="", unit="page"), "[1] r.pdf, side 2")
-    assert '<span class="no">s. 2</span><span class="tx"><mark>side to a</mark>' in rendered
-    assert '<span class="no"></span><span class="tx"><mark>side to b</mark>' in rendered
-
-
-def test_a_missing_index_gives_the_fix_command_not_a_traceback(tmp_path: Path) -> None:
-    reply = Service(Settings(sources=tmp_path, index=tmp_path / "index")).reply("Hva krevde KS om SLT?")
-    assert reply.markdown.startswith("**Indeksen kan ikke brukes.**")
-    assert "python \\-m assistant build" in reply.markdown
-
-
 # ---- slow: the running app through gradio_client ------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def app_url(ui_settings: Settings, free_port: int):
     from assistant import build_index
-    from assistant.ui import build_app, launch_options
+    from assistant.server import create_app, running
 
     build_index(ui_settings)
-    app = build_app(ui_settings)
-    options = {**launch_options(ui_settings.replace(port=free_port)), "prevent_thread_lock": True, "quiet": True}
-    _, url, _ = app.launch(**options)
-    yield url
-    app.close()
+    settings = ui_settings.replace(port=free_port)
+    with running(create_app(settings), settings) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -265,7 +222,7 @@ def test_the_page_on_a_full_disk_says_so_and_keeps_answering(built, tmp_path: Pa
     saved but cannot be indexed; neither leaves a temporary file, and the old index still answers."""
     from gradio_client import Client, handle_file
 
-    from assistant.ui import build_app, launch_options
+    from assistant.server import create_app, running
 
     big, small = tmp_path / "stor.md", tmp_path / "notat.md"
     big.write_text("# Stor\n\n" + "Kommunestyret vedtok budsjettet. " * 10_000, encoding="utf-8")
@@ -279,9 +236,7 @@ def test_the_page_on_a_full_disk_says_so_and_keeps_answering(built, tmp_path: Pa
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         settings = built.replace(sources=texts, index=index, port=port)
-        app = build_app(settings)
-        _, url, _ = app.launch(**launch_options(settings), prevent_thread_lock=True, quiet=True)
-        try:
+        with running(create_app(settings), settings) as url:
             client = Client(url, verbose=False)
             report = client.predict([handle_file(str(big))], False, api_name="/upload")
             assert report == "stor.md: ikke lagret – ikke nok diskplass."
@@ -289,5 +244,3 @@ def test_the_page_on_a_full_disk_says_so_and_keeps_answering(built, tmp_path: Pa
             assert report.splitlines() == ["notat.md: lagt til", NO_DISK_SPACE]
             assert not [p.name for p in texts.iterdir() if p.name.endswith(".tmp")]
             assert SLT_EXTRACT in plain(ask(client, "Hva krevde KS om SLT?"))
-        finally:
-            app.close()

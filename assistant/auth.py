@@ -1,0 +1,343 @@
+"""Who may use the app, checked in one place for the page, the JSON API and the MCP server.
+
+Users (``--auth user:password`` or a users file of scrypt hashes) log in on the
+page with Gradio's login form, or send HTTP Basic credentials to the API and the
+MCP server. Programs may send ``Authorization: Bearer <token>`` instead, with
+tokens from ``ASSISTANT_API_TOKENS`` or a token file. Failed logins from one
+client slow down: each waits twice as long as the one before, up to a cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import functools
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+TOKENS_ENV = "ASSISTANT_API_TOKENS"
+MIN_TOKEN_CHARS = 16
+# scrypt cost: about 50 ms and 16 MB per check on this project's 2-core machines (RFC 7914's interactive setting).
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+LOGIN_PATHS = frozenset({"/login", "/login/"})
+# Open without credentials: the health check, and what the page's login form needs to show itself.
+OPEN_PATHS = frozenset({"/api/health", "/api/health/", "/", "/theme.css", "/favicon.ico", "/manifest.json", "/robots.txt"})
+OPEN_PREFIXES = ("/assets/", "/static/")
+
+
+class AuthError(ValueError):
+    """A users file, token file or --auth value that cannot be used; the message names the place."""
+
+
+def hash_password(password: str) -> str:
+    """``scrypt$N$r$p$salt$hash`` (base64), the form a users file holds."""
+    if not password:
+        raise AuthError("the password is empty")
+    salt = secrets.token_bytes(16)
+    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    n, r, p, salt, expected = _parse_hash(encoded)
+    return hmac.compare_digest(_scrypt(password, salt, n, r, p), expected)
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=256 * n * r + 2**20, dklen=32)
+
+
+def _parse_hash(encoded: str) -> tuple[int, int, int, bytes, bytes]:
+    parts = encoded.split("$")
+    if len(parts) != 6 or parts[0] != "scrypt":
+        raise AuthError("not a hash made by `python -m assistant hash-password`")
+    try:
+        n, r, p = (int(x) for x in parts[1:4])
+        salt, digest = base64.b64decode(parts[4], validate=True), base64.b64decode(parts[5], validate=True)
+    except (ValueError, binascii.Error) as exc:
+        raise AuthError(f"damaged hash ({exc})") from exc
+    if n < 2 or n & (n - 1) or not 0 < r * p < 2**30 or len(salt) < 8 or len(digest) != 32:
+        raise AuthError("damaged hash (bad parameters)")
+    return n, r, p, salt, digest
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def read_users(path: Path) -> dict[str, str]:
+    """A users file: one ``name:hash`` per line from ``hash-password``; blank lines and # comments are skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AuthError(f"cannot read the users file {path}: {exc}") from exc
+    users: dict[str, str] = {}
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, encoded = line.partition(":")
+        where = f"{path}, line {number}"
+        if not (name and sep):
+            raise AuthError(f"{where}: expected name:hash")
+        if name in users:
+            raise AuthError(f"{where}: the user {name!r} is listed twice")
+        try:
+            _parse_hash(encoded)
+        except AuthError as exc:
+            raise AuthError(f"{where}: {exc}; plain passwords are not accepted in a users file") from exc
+        users[name] = encoded
+    if not users:
+        raise AuthError(f"the users file {path} lists no users")
+    return users
+
+
+def read_tokens(text: str, where: str, separator: str | None = None) -> set[str]:
+    """Tokens split by ``separator`` (or lines, with # comments); each must be long enough to resist guessing."""
+    pieces = text.split(separator) if separator else [line for line in text.splitlines() if not line.startswith("#")]
+    tokens = {piece.strip() for piece in pieces if piece.strip()}
+    short = [t for t in tokens if len(t) < MIN_TOKEN_CHARS]
+    if short:
+        raise AuthError(f"{where}: tokens must have at least {MIN_TOKEN_CHARS} characters ({len(short)} shorter)")
+    return tokens
+
+
+@dataclass
+class Credentials:
+    """Users (name -> scrypt hash) and tokens (stored as SHA-256); empty means no auth at all."""
+
+    users: dict[str, str] = field(default_factory=dict)
+    token_digests: frozenset[str] = frozenset()
+    _verified: set[bytes] = field(default_factory=set, repr=False)
+    _secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+
+    @classmethod
+    def load(
+        cls,
+        auth: str | None = None,
+        auth_file: Path | None = None,
+        token_file: Path | None = None,
+        environ: Mapping[str, str] = os.environ,
+    ) -> Credentials:
+        """From the serve command's --auth, --auth-file and --token-file, and ASSISTANT_API_TOKENS."""
+        users = read_users(auth_file) if auth_file else {}
+        if auth:
+            name, sep, password = auth.partition(":")
+            if not (name and sep and password):
+                raise AuthError("--auth takes user:password")
+            users[name] = hash_password(password)
+        tokens = read_tokens(environ.get(TOKENS_ENV, ""), TOKENS_ENV, ",")
+        if token_file:
+            try:
+                text = token_file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise AuthError(f"cannot read the token file {token_file}: {exc}") from exc
+            tokens |= read_tokens(text, str(token_file))
+        return cls(users, frozenset(_digest(t) for t in tokens))
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.users or self.token_digests)
+
+    def check_user(self, name: str, password: str) -> bool:
+        """A password check (scrypt, ~50 ms); a pair that passed once is remembered, as a keyed hash only."""
+        key = self._key(name, password)
+        if key in self._verified:
+            return True
+        encoded = self.users.get(name)
+        # An unknown name costs the same scrypt as a known one, so timing does not tell which names exist.
+        ok = verify_password(password, encoded or _decoy()) and encoded is not None
+        if ok:
+            if len(self._verified) >= 1024:
+                self._verified.clear()
+            self._verified.add(key)
+        return ok
+
+    def check_header(self, authorization: str, remembered_only: bool = False) -> bool:
+        """An ``Authorization`` header: Bearer with a known token, or Basic with a user's password.
+
+        With ``remembered_only`` no password is checked: only tokens and Basic pairs that passed before count.
+        """
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer":
+            return _digest(value.strip()) in self.token_digests
+        pair = _basic_pair(value) if scheme.lower() == "basic" else None
+        if pair is None:
+            return False
+        return self._key(*pair) in self._verified if remembered_only else self.check_user(*pair)
+
+    def _key(self, name: str, password: str) -> bytes:
+        return hmac.new(self._secret, f"{name}\0{password}".encode(), "sha256").digest()
+
+    async def page_login(self, name: str, password: str) -> bool:
+        """Gradio's login form calls this; the scrypt runs in a thread, off the event loop."""
+        return await anyio.to_thread.run_sync(self.check_user, name, password)
+
+    def challenge(self) -> str:
+        schemes = (['Basic realm="ks-assistant", charset="UTF-8"'] if self.users else []) + (
+            ["Bearer"] if self.token_digests else []
+        )
+        return ", ".join(schemes)
+
+
+@functools.cache
+def _decoy() -> str:
+    return hash_password(secrets.token_urlsafe(16))
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _basic_pair(value: str) -> tuple[str, str] | None:
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    name, sep, password = decoded.partition(":")
+    return (name, password) if sep else None
+
+
+@dataclass
+class _Client:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    failures: int = 0
+
+
+class Throttle:
+    """Per client address: login attempts run one at a time, and after n failures in a row the
+    answer to the next failure waits ``min(cap, base * 2**(n-1))`` seconds. A success resets it."""
+
+    def __init__(self, base: float = 0.5, cap: float = 8.0, clients: int = 4096) -> None:
+        self.base, self.cap, self.clients = base, cap, clients
+        self._clients: OrderedDict[str, _Client] = OrderedDict()
+
+    def delay(self, failures: int) -> float:
+        return min(self.cap, self.base * 2 ** (failures - 1)) if failures > 0 else 0.0
+
+    def failures(self, client: str) -> int:
+        state = self._clients.get(client)
+        return state.failures if state else 0
+
+    @contextlib.asynccontextmanager
+    async def turn(self, client: str) -> AsyncIterator[_Turn]:
+        """One attempt's turn; attempts from the same client wait for each other, delays included."""
+        state = self._clients.get(client)
+        if state is None:
+            state = self._clients[client] = _Client()
+            if len(self._clients) > self.clients:
+                self._clients.popitem(last=False)
+        self._clients.move_to_end(client)
+        async with state.lock:
+            yield _Turn(self, state)
+
+
+@dataclass
+class _Turn:
+    throttle: Throttle
+    state: _Client
+
+    async def record(self, ok: bool) -> None:
+        """A success resets the count; a failure waits its delay while still holding the client's turn."""
+        if ok:
+            self.state.failures = 0
+            return
+        self.state.failures += 1
+        await asyncio.sleep(self.throttle.delay(self.state.failures))
+
+
+class AuthGate:
+    """ASGI middleware in front of everything. Every route but the open ones needs a page login
+    (``page_session``), HTTP Basic or a bearer token; login attempts are throttled. With tokens
+    but no users, the page has no login and only the API and MCP (``token_only``) are closed."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        credentials: Credentials,
+        page_session: Callable[[Scope], bool] = lambda scope: False,
+        token_only: tuple[str, ...] = ("/api/", "/docs", "/openapi.json", "/gradio_api/mcp"),
+        throttle: Throttle | None = None,
+    ) -> None:
+        self.app = app
+        self.credentials = credentials
+        self.page_session = page_session
+        self.token_only = token_only
+        self.throttle = throttle or Throttle()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not self.credentials.enabled:
+            await self.app(scope, receive, send)
+        elif path in LOGIN_PATHS and scope["method"] == "POST":
+            await self._login(scope, receive, send)
+        elif path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or self.page_session(scope):
+            await self.app(scope, receive, send)
+        elif self.credentials.users or path.startswith(self.token_only):
+            await self._checked(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _checked(self, scope: Scope, receive: Receive, send: Send) -> None:
+        authorization = _header(scope, b"authorization")
+        if not authorization:
+            await self._refuse(send, "Authentication required.")
+            return
+        ok = self.credentials.check_header(authorization, remembered_only=True)
+        if not ok:
+            async with self.throttle.turn(_client(scope)) as turn:
+                ok = await anyio.to_thread.run_sync(self.credentials.check_header, authorization)
+                await turn.record(ok)
+        if ok:
+            await self.app(scope, receive, send)
+        else:
+            await self._refuse(send, "Wrong user name, password or token.")
+
+    async def _login(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Gradio's form answers 200 on success; anything else counts as a failure and is held back."""
+        async with self.throttle.turn(_client(scope)) as turn:
+
+            async def held(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    await turn.record(message["status"] == 200)
+                await send(message)
+
+            await self.app(scope, receive, held)
+
+    async def _refuse(self, send: Send, message: str) -> None:
+        schemes = " or ".join(
+            (["HTTP Basic (user:password)"] if self.credentials.users else [])
+            + (["Authorization: Bearer <token>"] if self.credentials.token_digests else [])
+        )
+        body = json.dumps({"detail": f"{message} Send {schemes}."}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"www-authenticate", self.credentials.challenge().encode()),
+        ]
+        await send({"type": "http.response.start", "status": 401, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else "unknown"

@@ -1,0 +1,116 @@
+"""One process, one port: the chat page, the JSON API (/api, /docs) and the MCP server (/gradio_api/mcp/).
+
+The Gradio page is mounted on the API's FastAPI app, and one middleware checks
+credentials for all three, so a login or token means the same everywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from starlette.requests import cookie_parser
+from starlette.routing import Mount
+from starlette.types import Scope
+
+from .api import create_api, mcp_tools
+from .auth import AuthGate, Credentials, Throttle
+from .indexing import build_index, index_status
+from .service import Service
+from .settings import Settings
+from .ui import build_app, gr, page_options
+
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+MCP_PATH = "/gradio_api/mcp/"
+
+
+def create_app(settings: Settings, credentials: Credentials | None = None, throttle: Throttle | None = None) -> FastAPI:
+    """The whole app; the model starts loading in the background right away."""
+    credentials = credentials or Credentials()
+    service = Service(settings)
+    service.preload()
+    app = create_api(service)
+    page = build_app(service, tools=mcp_tools(service))
+    login = credentials.page_login if credentials.users else None
+    gr.mount_gradio_app(app, page, path="/", auth=login, mcp_server=True, **page_options(settings))  # type: ignore[arg-type]
+    if not page.mcp_server:  # Gradio reports a failed MCP set-up only in this attribute
+        raise RuntimeError(getattr(page, "mcp_error", "the MCP server could not be started"))
+    mounted = next(route.app for route in app.routes if isinstance(route, Mount) and route.path == "")
+    app.add_middleware(AuthGate, credentials=credentials, page_session=logged_in(mounted), throttle=throttle)
+    return app
+
+
+def logged_in(page: Any) -> Callable[[Scope], bool]:
+    """Whether a request carries a session from the page's login form: Gradio's cookie, as Gradio checks it."""
+    names = (f"access-token-{page.cookie_id}", f"access-token-unsecure-{page.cookie_id}")
+
+    def check(scope: Scope) -> bool:
+        header = next((value for key, value in scope.get("headers", []) if key == b"cookie"), None)
+        if header is None:
+            return False
+        jar = cookie_parser(header.decode("latin-1"))
+        return any(jar.get(name) in page.tokens for name in names)
+
+    return check
+
+
+def exposure_warning(host: str, credentials: Credentials) -> str | None:
+    if host in LOCAL_HOSTS or credentials.users:
+        return None
+    if credentials.token_digests:
+        return (
+            f"WARNING: serving on {host} with API tokens but no users: the tokens protect the API and MCP, "
+            "but the page is open to anyone who can reach this machine. Add --auth or --auth-file."
+        )
+    return (
+        f"WARNING: serving on {host} without a password. Anyone who can reach this machine can read "
+        "the texts and add files. Restart with --auth user:password (or --auth-file), "
+        "or keep the default host 127.0.0.1."
+    )
+
+
+def server_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
+    """Quiet logs; open event streams (the page's queue, MCP sessions) get 2 s to close on shutdown."""
+    return uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=2
+    )
+
+
+def serve(settings: Settings, credentials: Credentials | None = None) -> None:
+    """Build a missing or stale index first, so the page never starts without something to search."""
+    credentials = credentials or Credentials()
+    reason = index_status(settings)
+    if reason is not None:
+        print(f"Building the index first: {reason}", file=sys.stderr)
+        print(build_index(settings).summary(), file=sys.stderr)
+    warning = exposure_warning(settings.host, credentials)
+    if warning:
+        print(warning, file=sys.stderr)
+    server = uvicorn.Server(server_config(create_app(settings, credentials), settings))
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"Møteassistent on {url}/  (API docs {url}/docs, MCP {url}{MCP_PATH})", file=sys.stderr, flush=True)
+    server.run()
+
+
+@contextlib.contextmanager
+def running(app: FastAPI, settings: Settings, timeout: float = 60) -> Iterator[str]:
+    """Serve ``app`` from a background thread (tests, benchmarks); yields the base URL ending in "/"."""
+    server = uvicorn.Server(server_config(app, settings))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not start on {settings.host}:{settings.port}")
+        time.sleep(0.02)
+    try:
+        yield f"http://{settings.host}:{settings.port}/"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -1,0 +1,180 @@
+"""Auth pieces without a server: hashes, users and token files, header checks, the throttle and the gate."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from assistant.auth import (
+    TOKENS_ENV,
+    AuthError,
+    AuthGate,
+    Credentials,
+    Throttle,
+    hash_password,
+    read_users,
+    verify_password,
+)
+
+TOKEN = "test-token-0123456789abcdef"
+
+
+def basic(name: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()
+
+
+@pytest.fixture(scope="module")
+def credentials() -> Credentials:
+    return Credentials.load(auth="anna:riktig passord", environ={TOKENS_ENV: f" {TOKEN} , other-token-0123456789"})
+
+
+def test_hashes_are_salted_and_verify_only_the_right_password() -> None:
+    first, second = hash_password("hemmelig"), hash_password("hemmelig")
+    assert first != second and first.startswith("scrypt$16384$8$1$")
+    assert verify_password("hemmelig", first) and verify_password("hemmelig", second)
+    assert not verify_password("Hemmelig", first)
+
+
+def test_users_file_with_comments(tmp_path: Path) -> None:
+    path = tmp_path / "users.txt"
+    path.write_text(f"# team\n\nanna:{hash_password('a')}\nbo:{hash_password('b')}\n", encoding="utf-8")
+    users = read_users(path)
+    assert sorted(users) == ["anna", "bo"] and verify_password("b", users["bo"])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("anna:hemmelig\n", "line 1: not a hash made by `python -m assistant hash-password`; plain passwords"),
+        ("# nobody\n", "lists no users"),
+        ("anna\n", "line 1: expected name:hash"),
+        (f"anna:{hash_password('a')}\nanna:{hash_password('b')}\n", "line 2: the user 'anna' is listed twice"),
+        ("anna:scrypt$16384$8$1$!!$!!\n", "line 1: damaged hash"),
+    ],
+)
+def test_bad_users_files_are_refused_with_the_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "users.txt"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(AuthError, match=message.replace("$", r"\$").replace("(", r"\(").replace(")", r"\)")):
+        read_users(path)
+
+
+def test_tokens_from_the_environment_and_a_file(tmp_path: Path) -> None:
+    token_file = tmp_path / "tokens.txt"
+    token_file.write_text("# for the intranet\nfile-token-0123456789abcdef\n", encoding="utf-8")
+    credentials = Credentials.load(token_file=token_file, environ={TOKENS_ENV: TOKEN})
+    assert credentials.check_header(f"Bearer {TOKEN}") and credentials.check_header("Bearer file-token-0123456789abcdef")
+    assert not credentials.users and not credentials.check_header("Bearer file-token")
+    with pytest.raises(AuthError, match="at least 16 characters"):
+        Credentials.load(environ={TOKENS_ENV: "short"})
+    with pytest.raises(AuthError, match="user:password"):
+        Credentials.load(auth="anna", environ={})
+
+
+def test_header_checks(credentials: Credentials) -> None:
+    assert credentials.check_header(f"Bearer {TOKEN}") and credentials.check_header(f"bearer  {TOKEN}")
+    assert not credentials.check_header("Bearer wrong-token-0123456789")
+    assert not credentials.check_header(basic("anna", "riktig passord"), remembered_only=True)
+    assert credentials.check_header(basic("anna", "riktig passord"))
+    assert credentials.check_header(basic("anna", "riktig passord"), remembered_only=True)
+    assert not credentials.check_header(basic("anna", "feil"))
+    assert not credentials.check_header(basic("ola", "riktig passord"))
+    assert not credentials.check_header("Basic ***not base64***")
+    assert not credentials.check_header(f"Token {TOKEN}")
+
+
+def test_delays_double_from_half_a_second_to_the_cap() -> None:
+    throttle = Throttle()
+    assert [throttle.delay(n) for n in range(7)] == [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+
+
+# ---- the gate in front of a stand-in app -----------------------------------------------------------
+
+
+async def _ok(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+async def _login(request: Request) -> PlainTextResponse:
+    form = await request.form()
+    right = form.get("password") == "riktig"
+    return PlainTextResponse("ok" if right else "no", status_code=200 if right else 400)
+
+
+def gate(credentials: Credentials, throttle: Throttle, logged_in: bool = False) -> httpx.AsyncClient:
+    routes = [Route(p, _ok) for p in ("/", "/config", "/assets/app.js", "/api/health", "/api/search", "/docs", "/gradio_api/mcp/")]
+    app = Starlette(routes=[*routes, Route("/login", _login, methods=["POST"])])
+    gated = AuthGate(app, credentials, page_session=lambda scope: logged_in, throttle=throttle)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=gated), base_url="http://test")
+
+
+def test_every_route_needs_credentials_but_health_and_the_login_page(credentials: Credentials) -> None:
+    async def check() -> None:
+        async with gate(credentials, Throttle()) as client:
+            for path in ("/api/search", "/docs", "/gradio_api/mcp/", "/config"):
+                refused = await client.get(path)
+                assert refused.status_code == 401 and "Bearer" in refused.headers["www-authenticate"]
+                assert "Authentication required" in refused.json()["detail"]
+                assert (await client.get(path, headers={"Authorization": f"Bearer {TOKEN}"})).status_code == 200
+                assert (await client.get(path, headers={"Authorization": basic("anna", "riktig passord")})).status_code == 200
+            for path in ("/api/health", "/", "/assets/app.js"):
+                assert (await client.get(path)).status_code == 200
+        async with gate(credentials, Throttle(), logged_in=True) as client:
+            assert (await client.get("/config")).status_code == 200  # a page login opens everything
+            assert (await client.get("/api/search")).status_code == 200
+
+    asyncio.run(check())
+
+
+def test_tokens_without_users_close_only_the_api_and_mcp() -> None:
+    async def check() -> None:
+        async with gate(Credentials.load(environ={TOKENS_ENV: TOKEN}), Throttle()) as client:
+            assert (await client.get("/config")).status_code == 200
+            assert (await client.get("/api/search")).status_code == 401
+            assert (await client.get("/gradio_api/mcp/")).status_code == 401
+
+    asyncio.run(check())
+
+
+def test_without_credentials_configured_everything_is_open() -> None:
+    async def check() -> None:
+        async with gate(Credentials(), Throttle()) as client:
+            assert (await client.get("/api/search")).status_code == 200
+
+    asyncio.run(check())
+
+
+def test_failures_from_one_client_wait_longer_each_time_in_turn_and_a_success_resets() -> None:
+    credentials = Credentials.load(auth="anna:riktig passord", environ={TOKENS_ENV: TOKEN})
+    throttle = Throttle(base=0.1, cap=1.0)
+
+    async def check() -> None:
+        async with gate(credentials, throttle) as client:
+            wrong = {"Authorization": f"Bearer wrong-{TOKEN}"}
+            started = time.monotonic()
+            statuses = await asyncio.gather(*(client.get("/api/search", headers=wrong) for _ in range(3)))
+            assert [r.status_code for r in statuses] == [401, 401, 401]
+            assert time.monotonic() - started >= 0.1 + 0.2 + 0.4  # one at a time, each failure twice as slow
+            assert throttle.failures("127.0.0.1") == 3
+            assert (await client.get("/api/search", headers={"Authorization": f"Bearer {TOKEN}"})).status_code == 200
+            assert throttle.failures("127.0.0.1") == 3  # a known token is not a login attempt
+            assert (await client.get("/api/search", headers={"Authorization": basic("anna", "riktig passord")})).status_code == 200
+            assert throttle.failures("127.0.0.1") == 0
+
+            started = time.monotonic()
+            assert (await client.post("/login", data={"username": "anna", "password": "feil"})).status_code == 400
+            assert (await client.post("/login", data={"username": "anna", "password": "feil"})).status_code == 400
+            assert time.monotonic() - started >= 0.1 + 0.2 and throttle.failures("127.0.0.1") == 2
+            assert (await client.post("/login", data={"username": "anna", "password": "riktig"})).status_code == 200
+            assert throttle.failures("127.0.0.1") == 0
+
+    asyncio.run(check())
