@@ -32,7 +32,7 @@ from assistant.bm25 import LexicalIndex  # noqa: E402
 from assistant.chunking import Chunk  # noqa: E402
 from assistant.retrieval import Retriever  # noqa: E402
 from assistant.settings import Settings  # noqa: E402
-from bench.run import CachedQueries, _sentence_arrays, latency, machine, passages, questions, synthetic_vectors  # noqa: E402
+from run import CachedQueries, _sentence_arrays, latency, machine, passages, questions, synthetic_vectors  # noqa: E402  (bench/run.py, beside this file)
 
 TIMED = 12  # local mode filters point by point in Python: seconds a question at 10k, so fewer are timed
 NOT_REPRESENTATIVE = "Qdrant LOCAL MODE (in-process numpy, no HNSW, no payload indexes): not representative of a Qdrant server"

@@ -80,6 +80,11 @@ def figures(retriever: Retriever, questions) -> tuple[list[list[tuple]], dict[st
     }
 
 
+def same_top5(local: Retriever, qdrant: Retriever, questions) -> float:
+    top5 = lambda r, q: [(h.source, h.start_line, h.text) for h in r.search(q.question, 5, history=q.history)]  # noqa: E731
+    return sum(top5(local, q) == top5(qdrant, q) for q in questions) / len(questions)
+
+
 def same_answers(local: Retriever, qdrant: Retriever, questions) -> tuple[float, dict, dict]:
     """Share of questions with the same top 5 on both backends, and each backend's figures."""
     local_tops, local_figures = figures(local, questions)
@@ -143,6 +148,7 @@ def test_a_list_comes_whole(bank_qdrant):
 
 
 def test_build_rebuild_change_and_delete(target, tmp_path):
+    dev_questions = load_questions(DEV_SET) if DEV_SET.is_file() else []
     sources = tmp_path / "sources"
     shutil.copytree(CORPUS, sources)
     (sources / "notat.md").write_text("# Formannskapet\n\nFormannskapet møttes i mars.\n\nDet ble ikke fattet vedtak.\n", encoding="utf-8")
@@ -150,6 +156,8 @@ def test_build_rebuild_change_and_delete(target, tmp_path):
     quiet = {"progress": lambda *_: None}
 
     first = build_index(settings, **quiet)
+    local = settings.replace(backend="local", index=tmp_path / "local")
+    build_index(local, **quiet)
     assert (first.files_added, first.chunks_embedded) == (2, first.chunks_total)
     retriever = Retriever.load(settings.index, settings=settings)
     hit = retriever.search("Hva krevde KS om SLT?", k=1)[0]
@@ -166,6 +174,10 @@ def test_build_rebuild_change_and_delete(target, tmp_path):
     assert retriever.refresh()
     assert retriever.search("Hva vedtok formannskapet om elbusser?", k=1)[0].text == NOTE
     assert passages(settings) == changed.chunks_total
+    build_index(local, **quiet)  # the same two builds, so both embedded the same texts in the same batches
+    if dev_questions:  # the collection keeps its first mean passage length; the local index recomputes it
+        same = same_top5(Retriever.load(local.index, settings=local), retriever, dev_questions)
+        assert same >= 0.95, same
 
     (sources / "notat.md").unlink()
     removed = build_index(settings, **quiet)
