@@ -27,7 +27,6 @@ import numpy as np
 
 from .chunking import Chunk
 from .bm25 import LexicalIndex
-from .filters import Where
 from .meetings import Meeting, place_names
 
 FORMAT_VERSION = 2
@@ -114,84 +113,6 @@ class StoredIndex:
         self.meetings = {s: Meeting.from_json(meta.get("meeting")) for s, meta in self.manifest.sources.items()}  # type: ignore[arg-type]
         self.places = place_names(self.meetings.values())
 
-    # ---- the storage seam (backends.Generation) ----
-
-    @property
-    def key(self) -> str:
-        return str(self.folder)
-
-    def __len__(self) -> int:
-        return len(self.chunks)
-
-    def evidence(self, qvec: np.ndarray, lex_query: str, named: frozenset[str], where: Where, k: int):  # -> Evidence
-        """FAISS's k best (also among the named documents' passages), BM25's k best, and their features."""
-        from .backends import Evidence
-
-        allowed = self._allowed(where) if where else None
-        pools = [self._dense_search(qvec, k, allowed)]
-        if named:
-            pool = np.array([i for source in named for i in self.by_source.get(source, [])], dtype=np.int64)
-            pools.append(self._dense_search(qvec, k, pool if allowed is None else np.intersect1d(pool, allowed)))
-        lexical = self.lexical.score_all(lex_query)
-        if allowed is not None:
-            mask = np.zeros(len(lexical), dtype=bool)
-            mask[allowed] = True
-            lexical = np.where(mask, lexical, 0.0).astype(np.float32)
-        positive = np.flatnonzero(lexical > 0)
-        if len(positive) > k:
-            positive = positive[np.argpartition(-lexical[positive], k - 1)[:k]]
-        ids = np.unique(np.concatenate([*pools, positive])).astype(np.int64)
-        starts, ends = self.sentence_offsets[ids], self.sentence_offsets[ids + 1]
-        rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)]) if len(ids) else np.zeros(0, np.int64)
-        cosines = np.asarray(self.sentences[rows] @ qvec, dtype=np.float32)
-        per_passage = np.split(cosines, np.cumsum(ends - starts)[:-1]) if len(ids) else []
-        return Evidence(
-            ids=ids,
-            passage=np.asarray(self.vectors[ids] @ qvec, dtype=np.float32),
-            sentence=np.array([s.max() for s in per_passage], dtype=np.float32),
-            lexical=lexical[ids],
-            sources=[self.chunks[i].source for i in ids],
-        )
-
-    def vectors_of(self, ids: Sequence[int]) -> tuple[np.ndarray, list[np.ndarray]]:
-        offsets = self.sentence_offsets
-        return self.vectors[list(ids)], [self.sentences[offsets[i] : offsets[i + 1]] for i in ids]
-
-    def chunks_at(self, ids: Sequence[int]) -> list[Chunk]:
-        return [self.chunks[i] for i in ids]
-
-    def list_of(self, chunk_id: int) -> tuple[int, ...]:
-        return self.lists.get(chunk_id, ())
-
-    def document_chunks(self, source: str) -> list[Chunk]:
-        return [self.chunks[i] for i in self.by_source.get(source, [])]
-
-    def embedded(self, keys: Sequence[str]) -> Iterator[tuple[Chunk, np.ndarray, np.ndarray]]:
-        """Every passage with its vector and sentence vectors: the files are memory-mapped, so all cost nothing."""
-        offsets = self.sentence_offsets
-        for i, chunk in enumerate(self.chunks):
-            yield chunk, self.vectors[i], self.sentences[offsets[i] : offsets[i + 1]]
-
-    def _allowed(self, where: Where) -> np.ndarray:
-        """Passage ids of the documents the filter admits."""
-        sources = [s for s in self.by_source if where.admits(s, self.meetings.get(s, Meeting()))]
-        return np.array(sorted(i for s in sources for i in self.by_source[s]), dtype=np.int64)
-
-    def _dense_search(self, qvec: np.ndarray, k: int, allowed: np.ndarray | None) -> np.ndarray:
-        """The k passages with the highest cosine, among ``allowed`` when given (FAISS skips the rest)."""
-        if allowed is not None and not len(allowed):
-            return np.zeros(0, np.int64)
-        params = None
-        if allowed is not None:
-            selector = faiss.IDSelectorBatch(allowed)
-            try:
-                ivf = faiss.extract_index_ivf(self.dense)
-                params = faiss.SearchParametersIVF(sel=selector, nprobe=ivf.nprobe)
-            except RuntimeError:  # a flat index
-                params = faiss.SearchParameters(sel=selector)
-        _, found = self.dense.search(qvec[None, :], min(k, len(self.chunks)), params=params)
-        return found[0][found[0] >= 0].astype(np.int64)
-
 
 def bullet_lists(chunks: Sequence[Chunk]) -> list[list[int]]:
     """Positions of the bulleted lists of one document's passages: runs of two or more bullets under one lead-in."""
@@ -233,8 +154,8 @@ def read_manifest(root: Path) -> Manifest:
     return manifest
 
 
-def load_index(root: Path) -> StoredIndex:
-    """Open the current generation without copying its bulk into memory.
+def load_index(root: Path, kind: type[StoredIndex] = StoredIndex) -> StoredIndex:
+    """Open the current generation without copying its bulk into memory (as ``kind``, a StoredIndex).
 
     Vectors and the FAISS index are memory-mapped: pages come from the file
     when searched and the kernel may drop them again. A mapped FAISS index must
@@ -256,9 +177,7 @@ def load_index(root: Path) -> StoredIndex:
         raise StoreError(f"The index in '{root}' is inconsistent (sizes {sizes}). {FIX}")
     if any(arrays[name].shape[1] != manifest.dim for name in ("vectors", "sentences", "background")):
         raise StoreError(f"The index in '{root}' holds vectors of another size than its manifest says. {FIX}")
-    return StoredIndex(
-        folder, manifest, chunks, vectors, dense, lexical, arrays["sentences"], offsets, arrays["background"]
-    )
+    return kind(folder, manifest, chunks, vectors, dense, lexical, arrays["sentences"], offsets, arrays["background"])
 
 
 def make_dense_index(vectors: np.ndarray, flat_limit: int = FLAT_LIMIT) -> tuple[faiss.Index, str]:

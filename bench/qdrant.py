@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from assistant import embedding, store  # noqa: E402
 from assistant.backends import open_backend  # noqa: E402
+from assistant.backends.local import LocalBackend  # noqa: E402
 from assistant.backends.qdrant import passage_ids  # noqa: E402
 from assistant.bm25 import LexicalIndex  # noqa: E402
 from assistant.chunking import Chunk  # noqa: E402
@@ -90,7 +91,7 @@ def run(n: int, work: Path) -> dict[str, object]:
     started = time.perf_counter()
     store.save_index(work / "local", manifest, chunks, arrays, lexical)
     local_save = time.perf_counter() - started
-    local = Retriever(work / "local", store.load_index(work / "local"), cached)
+    local = Retriever(work / "local", LocalBackend(work / "local").load(), cached)
 
     target = settings.replace(index=work / "q", backend="qdrant", qdrant_url="", qdrant_path=str(work / "q" / "qdrant"))
     backend = open_backend(target)

@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 import load  # noqa: E402  (bench/load.py, beside this file)
 from assistant import embedding, store  # noqa: E402
 from assistant.answer import answer  # noqa: E402
+from assistant.backends.local import LocalGeneration  # noqa: E402
 from assistant.chunking import Chunk, split_sentences  # noqa: E402
 from assistant.indexing import background_texts  # noqa: E402
 from assistant.bm25 import LexicalIndex, bm25_weights  # noqa: E402
@@ -497,7 +498,7 @@ def million_point(work: Path, n: int, basis: np.ndarray, embedder: embedding.Emb
     manifest = store.Manifest(model=settings.model, model_fingerprint=embedder.fingerprint, dim=embedder.dim,
                               chunker={}, sources={}, chunks=n)
     background = embedder.embed_passages(background_texts())
-    stored = store.StoredIndex(work, manifest, chunks, vectors, ivf, lexical, vectors, np.arange(n + 1), background)
+    stored = LocalGeneration(work, manifest, chunks, vectors, ivf, lexical, vectors, np.arange(n + 1), background)
     prepared = time.perf_counter() - started
     retriever = Retriever(work, stored, CachedQueries(embedder, qs))
     return {

@@ -14,12 +14,13 @@ import pytest
 from qdrant_client.models import FieldCondition, Filter, Range
 
 from assistant.backends import open_backend
+from assistant.backends.local import LocalBackend
 from assistant.bm25 import LexicalIndex
 from assistant.backends import qdrant as qdrant_backend
 from assistant.backends.qdrant import passage_ids
 from assistant.filters import Where
 from assistant.settings import Settings
-from assistant.store import StoreError, load_index, save_index
+from assistant.store import StoreError, save_index
 from tests.test_store import DIM, clustered, corpus, manifest
 
 MEETINGS = {
@@ -52,7 +53,7 @@ def both(tmp_path):
     settings = Settings(index=tmp_path / "q", backend="qdrant", qdrant_collection="test")
     backend = open_backend(settings)
     backend.save(m, chunks, arrays, lexical, None, frozenset(m.sources))
-    return load_index(tmp_path / "local"), backend, chunks
+    return LocalBackend(tmp_path / "local").load(), backend, chunks
 
 
 def _positions(chunks):

@@ -24,7 +24,8 @@ from ..filters import Where
 from ..meetings import Meeting, place_names
 from ..store import Manifest, StoreError
 from . import Evidence
-from .qdrant import errors, scroll, visible
+from .qdrant import scroll, visible
+from .qdrant_connection import errors
 
 # Candidates come from the int8 quantised HNSW index, rescored from the full vectors; the evidence
 # of those few candidates is computed exactly. Local mode is always exact and warns about them.
