@@ -11,6 +11,9 @@ from pathlib import Path
 from .settings import Settings
 
 
+QDRANT_FLAGS = ("backend", "qdrant_url", "qdrant_path", "qdrant_collection", "qdrant_shards", "qdrant_replicas")
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--index", type=Path, help="index folder (default: index)")
@@ -85,12 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sources=getattr(args, "sources", None),
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
-        backend=args.backend,
-        qdrant_url=args.qdrant_url,
-        qdrant_path=args.qdrant_path,
-        qdrant_collection=args.qdrant_collection,
-        qdrant_shards=args.qdrant_shards,
-        qdrant_replicas=args.qdrant_replicas,
+        **{name: getattr(args, name, None) for name in QDRANT_FLAGS},
     )
     if settings.qdrant_shards < 1 or settings.qdrant_replicas < 1:
         print("error: --qdrant-shards and --qdrant-replicas must be at least 1", file=sys.stderr)

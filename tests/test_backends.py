@@ -147,7 +147,7 @@ def test_no_index_and_a_missing_backend_are_clear_errors(tmp_path):
 def test_vectors_are_stored_as_given(tmp_path):
     """DOT, not cosine: the server must not renormalise vectors the local backend uses as they are."""
     m, chunks, arrays, lexical = synthetic(12)
-    arrays = {**arrays, "vectors": arrays["vectors"] * 1.0}
+    arrays = {**arrays, "vectors": arrays["vectors"] * 2.0}  # not unit length: a cosine collection would rescale them
     backend = open_backend(Settings(index=tmp_path, backend="qdrant", qdrant_collection="dot"))
     backend.save(m, chunks, arrays, lexical, None, frozenset(m.sources))
     passages, _ = backend.load().vectors_of(passage_ids(chunks))

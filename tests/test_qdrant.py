@@ -239,19 +239,18 @@ def test_migrate_then_ask_on_qdrant(built, target, tmp_path, capsys):
     assert SLT in out and "linje 17" in out
 
 
-def test_the_page_answers_on_qdrant(dev_qdrant, free_port):
+def test_the_page_and_the_api_answer_on_qdrant(dev_qdrant, free_port):
+    import httpx
     from gradio_client import Client
 
-    from assistant.ui import build_app, launch_options
+    from assistant.server import create_app, running
     from tests.test_ui import SLT_CITATION, SLT_EXTRACT, ask, plain
 
     settings = dev_qdrant.replace(port=free_port)
-    app = build_app(settings)
-    _, url, _ = app.launch(**launch_options(settings), prevent_thread_lock=True, quiet=True)
-    try:
+    with running(create_app(settings), settings) as url:
         client = Client(url, verbose=False)
         markdown = plain(ask(client, "Hva krevde KS om SLT?"))
         assert SLT_EXTRACT in markdown and SLT_CITATION in markdown
         assert "Jeg fant ikke" in ask(client, "Hva er oppskriften på pepperkaker?")
-    finally:
-        app.close()
+        health = httpx.get(url + "api/health").json()
+        assert health["status"] == "ok" and health["generation"] == open_backend(settings).current()
