@@ -4,7 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install index run test test-fast bench eval screenshot browser clean
+.PHONY: install index run test test-fast bench eval tune screenshot browser clean
+BANK   := tests/eval/questions --split tests/eval/split.json --corpus tests/eval/texts source_texts
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,8 +30,15 @@ test: install browser
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not browser"
 
+# Development set, held-out set, and both halves of the evaluation bank (its ten texts indexed in .eval/).
 eval: install
-	$(PY) -m assistant eval $(or $(FILE),tests/heldout.jsonl)
+	$(PY) -m assistant eval ../shared/eval/dev.jsonl
+	$(PY) -m assistant eval tests/heldout.jsonl
+	$(PY) -m assistant eval $(BANK)
+
+# Choose and fit ranking and decline on the bank's tune half; writes assistant/data/ranking.json.
+tune: install
+	$(PY) -m assistant tune $(BANK)
 
 bench: install
 	$(PY) bench/run.py

@@ -119,12 +119,14 @@ class Service:
     def _search_on(self, generation: str, query: str, k: int) -> tuple[Hit, ...]:
         return tuple(self.retriever().search(query, k=k))
 
-    def reply(self, question: str, history: Sequence[str] = ()) -> Reply:
+    def reply(
+        self, question: str, history: Sequence[str] = (), where: Mapping[str, object] | None = None
+    ) -> Reply:
         """An answer, or a clear Norwegian message instead of a traceback."""
         if not question.strip():
             return Reply(TEXTS["no"]["empty"])
         try:
-            result = self.answer(question, self.settings.top_k, history)
+            result = self.answer(question, None, history, where)
         except StoreError as exc:
             return Reply(f"**Indeksen kan ikke brukes.** {escape(str(exc))}")
         except ModelError as exc:

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import uuid
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
 for _name, _value in OFFLINE_ENV.items():
@@ -20,12 +17,23 @@ for _name, _value in OFFLINE_ENV.items():
 
 import gradio as gr  # noqa: E402  (the environment above must be set before gradio is imported)
 
+from . import documents  # noqa: E402
 from .answer import escape  # noqa: E402
 from .indexing import index_status  # noqa: E402
+from .library import (  # noqa: E402
+    ALL_MEETINGS,
+    TABLE_HEADERS,
+    document_rows,
+    meeting_choices,
+    remove_question,
+    save_uploads,
+    skipped_text,
+    stage_name,
+)
 from .service import BUILDING, LOADING, Reply, Service  # noqa: E402
 from .settings import Settings  # noqa: E402
-from .sources import SUPPORTED_SUFFIXES, SourceError, SourceFile, read_document  # noqa: E402
-from .store import DISK_FULL, WriteError  # noqa: E402
+from .sources import SUPPORTED_SUFFIXES  # noqa: E402
+from .store import WriteError  # noqa: E402
 from .viewer import source_view  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -38,12 +46,6 @@ EXAMPLES = (
 )
 NO_DISK_SPACE = "Ikke nok diskplass: indeksen ble ikke oppdatert. Den forrige indeksen svarer fortsatt; frigjør plass og prøv igjen."
 VIEWER_HINT = '<p class="hint">Still et spørsmål. Kildene til svaret åpnes her, med de siterte linjene markert.</p>'
-STAGES = (
-    ("reading", "Leser tekstene"),
-    ("embedding", "Lager vektorer"),
-    ("indexing", "Indekserer ordene"),
-    ("waiting", "Venter på en annen oppdatering av indeksen"),
-)
 
 # System fonts only; dark blue buttons keep white text above WCAG AA contrast (the default orange does not).
 THEME = gr.themes.Default(
@@ -57,6 +59,7 @@ CSS = """
 #viewer .doc { max-height: 55vh; overflow: auto; position: relative; border: 1px solid var(--border-color-primary);
   border-radius: var(--radius-md); font-family: var(--font-mono); font-size: 0.85rem; line-height: 1.5; }
 #viewer .doc-title { margin: 0 0 0.5em; }
+#viewer .doc-title .file { color: var(--body-text-color-subdued); font-family: var(--font-mono); font-size: 0.8rem; }
 #viewer .note { margin: 0 0 0.5em; color: var(--body-text-color); font-style: italic; }
 #viewer .ln { display: flex; gap: 0.75em; padding: 0 0.5em; }
 #viewer .no { flex: 0 0 3.2em; text-align: right; color: var(--body-text-color-subdued); user-select: none; }
@@ -146,90 +149,6 @@ def _user(question: str, limit: int) -> dict[str, object]:
     return {"role": "user", "content": [{"type": "text", "text": escape(shown)}]}
 
 
-# ---- uploads ---------------------------------------------------------------------------------
-
-
-class Refused(Exception):
-    """An uploaded file that is not saved; the message says why, in Norwegian."""
-
-
-def safe_name(raw: str) -> str:
-    """A plain file name inside the sources folder: no folders, no hidden names, supported types only."""
-    base = raw.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch if ch.isprintable() else "_" for ch in base).strip()
-    if name in ("", ".", ".."):
-        raise Refused("ugyldig filnavn")
-    if name.startswith((".", "~$")) or name.endswith("~"):
-        raise Refused("skjulte og midlertidige filer lagres ikke")
-    suffix = Path(name).suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        kinds = ", ".join(SUPPORTED_SUFFIXES)
-        raise Refused(f"filtypen «{suffix or 'uten endelse'}» støttes ikke (støttet: {kinds})")
-    if len(name) > 150:
-        name = Path(name).stem[: 150 - len(suffix)] + suffix
-    return name
-
-
-def save_upload(upload: Path, settings: Settings, replace: bool) -> tuple[str, bool]:
-    """Check and store one uploaded file; returns a Norwegian status line and whether the folder changed."""
-    name = safe_name(upload.name)
-    size = upload.stat().st_size
-    if size == 0:
-        raise Refused("filen er tom")
-    if size > settings.max_file_mb * 1_000_000:
-        raise Refused(f"filen er større enn {settings.max_file_mb:g} MB")
-    try:
-        read_document(SourceFile(upload, name, "", size))
-    except SourceError as exc:
-        raise Refused(f"kan ikke leses som tekst ({exc})") from exc
-    root = settings.sources.resolve()
-    target = root / name
-    existed = target.exists()
-    if existed:
-        if target.read_bytes() == upload.read_bytes():
-            return f"{name}: finnes allerede med samme innhold", False
-        if not replace:
-            raise Refused(
-                "det finnes allerede en annen fil med dette navnet. "
-                "Kryss av for «Erstatt eksisterende filer» for å erstatte den"
-            )
-    temporary = root / f".{uuid.uuid4().hex}.upload.tmp"
-    try:
-        shutil.copyfile(upload, temporary)
-        os.replace(temporary, target)
-    except BaseException:  # a full disk, a dropped connection: leave nothing half-written behind
-        temporary.unlink(missing_ok=True)
-        raise
-    return f"{name}: {'erstattet' if existed else 'lagt til'}", True
-
-
-def save_uploads(paths: Sequence[str], settings: Settings, replace: bool) -> tuple[list[str], bool]:
-    lines: list[str] = []
-    changed = False
-    for raw in paths:
-        upload = Path(raw)
-        try:
-            line, wrote = save_upload(upload, settings, replace)
-        except Refused as exc:
-            lines.append(f"{upload.name}: ikke lagret – {exc}.")
-            continue
-        except OSError as exc:
-            reason = "ikke nok diskplass" if exc.errno in DISK_FULL else exc.strerror or exc
-            lines.append(f"{upload.name}: ikke lagret – {reason}.")
-            continue
-        lines.append(line)
-        changed = changed or wrote
-    return lines, changed
-
-
-def _progress_reporter(progress: gr.Progress) -> Callable[[str, int, int], None]:
-    def report(stage: str, done: int, total: int) -> None:
-        desc = next((norwegian for prefix, norwegian in STAGES if stage.startswith(prefix)), stage)
-        progress((done, total or None), desc=desc, unit="trinn")
-
-    return report
-
-
 # ---- the page --------------------------------------------------------------------------------
 
 
@@ -241,12 +160,12 @@ def build_app(service: Service, tools: Sequence[Callable[..., object]] = ()) -> 
     settings = service.settings
     limit = settings.max_question_chars
 
-    def respond(message: str, messages: list, questions: list[str]) -> Iterator[tuple]:
+    def respond(message: str, messages: list, questions: list[str], meeting: str | None = "") -> Iterator[tuple]:
         message = message or ""
         shown = [*(messages or []), *([_user(message, limit)] if message.strip() else [])]
         if message.strip() and not service.ready:
             yield "", [*shown, _bot(LOADING)], questions, gr.skip(), gr.skip(), gr.skip()
-        reply = service.reply(message, questions)
+        reply = service.reply(message, questions, {"source": meeting} if meeting else None)
         asked = [*questions, message[:limit]] if message.strip() else questions
         yield ("", [*shown, _bot(reply.markdown)], asked, *viewer_outputs(reply))
 
@@ -258,8 +177,8 @@ def build_app(service: Service, tools: Sequence[Callable[..., object]] = ()) -> 
         radio = gr.update(choices=[label for label, _ in cited], value=first_label, visible=True)
         return cited, radio, source_view(service, first, reply.language)
 
-    def pick_example(messages: list, questions: list[str], evt: gr.SelectData) -> Iterator[tuple]:
-        yield from respond(str(evt.value.get("text", "")), messages, questions)
+    def pick_example(messages: list, questions: list[str], meeting: str, evt: gr.SelectData) -> Iterator[tuple]:
+        yield from respond(str(evt.value.get("text", "")), messages, questions, meeting)
 
     def show(label: str | None, cited: list) -> str:
         for known, citation in cited or []:
@@ -277,21 +196,56 @@ def build_app(service: Service, tools: Sequence[Callable[..., object]] = ()) -> 
     # Gradio reads the return hint unevaluated, and this module's hints are strings.
     chat.__annotations__ = {"message": str, "history": list | None, "return": str}
 
+    def rebuilt(lines: list[str], progress: gr.Progress, force: bool = False) -> str:
+        """An incremental rebuild after the texts changed; its summary, or why the old index still answers."""
+        try:
+            if force or index_status(settings) is not None:
+                lines.append(service.rebuild(_progress_reporter(progress)).summary("no"))
+        except WriteError as exc:
+            log.warning("rebuilding failed: %s", exc)
+            lines.append(NO_DISK_SPACE if exc.disk_full else f"Indeksen kunne ikke oppdateres: {exc}")
+        except Exception as exc:  # the files are in place; say why the index is not, never a traceback
+            log.exception("rebuilding failed")
+            lines.append(f"Indeksen kunne ikke oppdateres: {exc}")
+        return "\n".join(lines)
+
     def upload(files: list[str] | None, replace: bool = False, progress: gr.Progress = gr.Progress()) -> str:
         """Lagre opplastede tekster i tekstmappen og oppdater indeksen; svaret er en statusrapport."""
         if not files:
             return "Velg én eller flere filer først."
         lines, changed = save_uploads(files, settings, bool(replace))
+        return rebuilt(lines, progress, force=changed)
+
+    def remove(source: str | None, progress: gr.Progress = gr.Progress()) -> tuple:
         try:
-            if changed or index_status(settings) is not None:
-                lines.append(service.rebuild(_progress_reporter(progress)).summary("no"))
-        except WriteError as exc:
-            log.warning("rebuilding after upload failed: %s", exc)
-            lines.append(NO_DISK_SPACE if exc.disk_full else f"Indeksen kunne ikke oppdateres: {exc}")
-        except Exception as exc:  # the files are saved; say why the index is not, never a traceback
-            log.exception("rebuilding after upload failed")
-            lines.append(f"Indeksen kunne ikke oppdateres: {exc}")
-        return "\n".join(lines)
+            moved = documents.remove(settings, source or "")
+        except (documents.DocumentError, OSError) as exc:
+            return gr.update(visible=False), f"Ikke fjernet: {exc}"
+        return gr.update(visible=False), rebuilt([f"{source} er flyttet til papirkurven ({moved})."], progress, True)
+
+    def restore(name: str | None, progress: gr.Progress = gr.Progress()) -> str:
+        try:
+            back = documents.restore(settings, name or "")
+        except (documents.DocumentError, OSError) as exc:
+            return f"Ikke gjenopprettet: {exc}"
+        return rebuilt([f"{back} er gjenopprettet."], progress, True)
+
+    def confirm(source: str | None) -> tuple:
+        question = remove_question(documents.inventory(settings), source)
+        return gr.update(visible=bool(question)), question
+
+    def library() -> tuple:
+        """The panel's table, skipped files, remove and restore choices, the meeting picker and the status line."""
+        found = documents.inventory(settings)
+        sources = [d.source for d in found.documents]
+        return (
+            gr.update(value=document_rows(found)),
+            skipped_text(found),
+            gr.update(choices=sources, value=None),
+            gr.update(choices=found.trash, value=None),
+            gr.update(choices=meeting_choices(found)),
+            service.status_line(),
+        )
 
     def page_status() -> Iterator[str]:
         if not service.ready and not service.error:
@@ -311,6 +265,9 @@ def build_app(service: Service, tools: Sequence[Callable[..., object]] = ()) -> 
         )
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=340):
+                meeting = gr.Dropdown(
+                    choices=[(ALL_MEETINGS, "")], value="", label="Møte", elem_id="meeting-picker", interactive=True
+                )
                 chatbot = gr.Chatbot(
                     label="Samtale",
                     elem_id="chatbot",
@@ -345,26 +302,60 @@ def build_app(service: Service, tools: Sequence[Callable[..., object]] = ()) -> 
                     replace = gr.Checkbox(label="Erstatt eksisterende filer", value=False, elem_id="replace")
                     add = gr.Button("Legg til og oppdater indeksen", elem_id="upload-button")
                     result = gr.Textbox(label="Resultat", lines=4, interactive=False, elem_id="upload-result")
+                with gr.Accordion("Dokumenter", open=False, elem_id="documents-panel"):
+                    table = gr.Dataframe(
+                        headers=TABLE_HEADERS, interactive=False, wrap=True, elem_id="documents-table"
+                    )
+                    skipped = gr.Markdown(elem_id="documents-skipped")
+                    with gr.Row():
+                        which = gr.Dropdown(choices=[], label="Dokument", elem_id="remove-choice", scale=3)
+                        remove_button = gr.Button("Fjern …", elem_id="remove-button", scale=1)
+                    with gr.Group(visible=False, elem_id="remove-confirm") as confirmation:
+                        question = gr.Markdown(elem_id="remove-question")
+                        with gr.Row():
+                            yes = gr.Button("Ja, flytt til papirkurven", variant="stop", elem_id="remove-yes")
+                            no = gr.Button("Avbryt", elem_id="remove-no")
+                    with gr.Row():
+                        trashed = gr.Dropdown(choices=[], label="I papirkurven", elem_id="restore-choice", scale=3)
+                        restore_button = gr.Button("Gjenopprett", elem_id="restore-button", scale=1)
+                    changed = gr.Textbox(label="Resultat", lines=3, interactive=False, elem_id="documents-result")
 
         answer_outputs = [msg, chatbot, questions, cited, choice, viewer]
+        library_outputs = [table, skipped, which, trashed, meeting, status]
         private = {"api_visibility": "private", "show_progress": "minimal"}
-        msg.submit(respond, [msg, chatbot, questions], answer_outputs, **private).then(None, js=SHOW_ANSWER_JS)
-        send.click(respond, [msg, chatbot, questions], answer_outputs, **private).then(None, js=SHOW_ANSWER_JS)
-        chatbot.example_select(pick_example, [chatbot, questions], answer_outputs, **private).then(
+        quiet = {"api_visibility": "private", "show_progress": "hidden"}
+        asked = [msg, chatbot, questions, meeting]
+        msg.submit(respond, asked, answer_outputs, **private).then(None, js=SHOW_ANSWER_JS)
+        send.click(respond, asked, answer_outputs, **private).then(None, js=SHOW_ANSWER_JS)
+        chatbot.example_select(pick_example, [chatbot, questions, meeting], answer_outputs, **private).then(
             None, js=SHOW_ANSWER_JS
         )
         choice.input(show, [choice, cited], viewer, **private)
         reset.click(clear, None, answer_outputs, queue=False, **private)
         chatbot.clear(clear, None, answer_outputs, queue=False, **private)  # the Chatbot's own bin icon
-        quiet = {"api_visibility": "private", "show_progress": "hidden"}
         add.click(lambda: BUILDING, None, status, queue=False, **quiet).then(
             upload, [files, replace], result, api_name="upload", api_visibility="undocumented"
-        ).then(lambda: (service.status_line(), None), None, [status, files], **quiet)
-        app.load(page_status, None, status, **quiet)
+        ).then(lambda: None, None, files, **quiet).then(library, None, library_outputs, **quiet)
+        remove_button.click(confirm, which, [confirmation, question], **quiet)
+        no.click(lambda: gr.update(visible=False), None, confirmation, queue=False, **quiet)
+        yes.click(lambda: BUILDING, None, status, queue=False, **quiet).then(
+            remove, which, [confirmation, changed], **private
+        ).then(library, None, library_outputs, **quiet)
+        restore_button.click(lambda: BUILDING, None, status, queue=False, **quiet).then(
+            restore, trashed, changed, **private
+        ).then(library, None, library_outputs, **quiet)
+        app.load(page_status, None, status, **quiet).then(library, None, library_outputs, **quiet)
         gr.api(chat, api_name="chat", api_visibility="undocumented")
         for tool in tools:
             gr.api(tool, api_name=tool.__name__, queue=False)
     return app
+
+
+def _progress_reporter(progress: gr.Progress) -> Callable[[str, int, int], None]:
+    def report(stage: str, done: int, total: int) -> None:
+        progress((done, total or None), desc=stage_name(stage), unit="trinn")
+
+    return report
 
 
 def page_options(settings: Settings) -> dict[str, object]:

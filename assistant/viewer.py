@@ -53,7 +53,7 @@ def render_document(doc: Document, citation: Citation, label: str, note: str = "
             anchored = True
         text = _marked(line, citation.highlight) if cited else _h(line)
         rows.append(f'<div{attrs}><span class="no">{number}</span><span class="tx">{text or " "}</span></div>')
-    title = f'<p class="doc-title"><strong>{_h(label)}</strong></p>'
+    title = f'<p class="doc-title"><strong>{_h(label)}</strong> <span class="file">{_h(doc.source)}</span></p>'
     notice = f'<p class="note">{_h(note)}</p>' if note else ""
     return f'{title}{notice}<div class="doc" data-label="{_h(label)}">{"".join(rows)}</div>'
 

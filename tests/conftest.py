@@ -37,9 +37,9 @@ def pytest_configure(config: pytest.Config) -> None:
         ]
         if missing:
             raise pytest.UsageError("CI is set but the tests need: " + "; ".join(missing))
-    if "ASSISTANT_CACHE_DIR" not in os.environ:
+    if "ASSISTANT_CACHE_DIR" not in os.environ:  # set it to reuse a warm cache on purpose
         cache = tempfile.mkdtemp(prefix="ks-assistant-test-cache-")
-        os.environ["ASSISTANT_CACHE_DIR"] = cache  # child processes (CLI, server) use it too
+        os.environ["XDG_CACHE_HOME"] = cache  # Settings() and child processes (CLI, server) resolve below it
         config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
 
 

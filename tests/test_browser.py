@@ -35,9 +35,13 @@ if not CHROMIUM.exists():
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright  # noqa: E402
 
 
+SECOND_MEETING = "ks-konsultasjonsmote-2025-04-24.txt"  # SLT again, a year later: answers span two meetings
+
+
 @pytest.fixture(scope="module")
 def server(ui_settings: Settings, free_port: int, tmp_path_factory) -> Iterator[str]:
     """The real entry point: it builds the missing index, then serves."""
+    (ui_settings.sources / SECOND_MEETING).write_bytes((ROOT / "tests" / "eval" / "texts" / SECOND_MEETING).read_bytes())
     log_path = tmp_path_factory.mktemp("server") / "serve.log"
     env = {**os.environ, **OFFLINE_ENV, "ASSISTANT_SOURCES": str(ui_settings.sources)}
     command = [sys.executable, "-m", "assistant", "serve", "--index", str(ui_settings.index), "--port", str(free_port)]
@@ -55,7 +59,8 @@ def server(ui_settings: Settings, free_port: int, tmp_path_factory) -> Iterator[
             process.kill()
 
 
-def _wait_until_up(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 150) -> None:
+def _wait_until_up(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 400) -> None:
+    """Long enough for a first run that converts and exports the model into the session's new cache."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -105,10 +110,11 @@ def test_answer_shows_quote_highlight_citation_and_source(page: Page) -> None:
     last_label = answer.locator("sub").last.inner_text().strip()
     answer.locator("sub").last.click()
     expect(page.get_by_role("radio", name=last_label)).to_be_checked()
-    expect(page.locator("#viewer .doc-title")).to_have_text(last_label)
+    expect(page.locator("#viewer .doc-title strong")).to_have_text(last_label)
 
     page.get_by_role("radio", name=SLT_LABEL).check()
-    expect(page.locator("#viewer .doc-title")).to_have_text(SLT_LABEL)
+    expect(page.locator("#viewer .doc-title strong")).to_have_text(SLT_LABEL)
+    expect(page.locator("#viewer .doc-title .file")).to_have_text("ks-konsultasjonsmote-2024-04-26.txt")
     cited = page.locator("#viewer #kilde-start")
     expect(cited).to_contain_text(SLT_EXTRACT)
     expect(cited.locator(".no")).to_have_text("17")
@@ -139,7 +145,7 @@ def test_uploaded_file_can_be_asked_about(page: Page, tmp_path: Path) -> None:
     result = page.get_by_label("Resultat")
     expect(result).to_have_value(re.compile("budsjettmote.md: lagt til"), timeout=ANSWER_TIMEOUT)
     expect(result).to_have_value(re.compile("Indeksen er oppdatert"))
-    expect(page.locator("#index-status")).to_contain_text("3 dokumenter")
+    expect(page.locator("#index-status")).to_contain_text("4 dokumenter")
 
     answer = ask(page, "Hva foreslo formannskapet om gatelys?", "37 millioner kroner")
     expect(answer).to_contain_text("budsjettmote.md")
@@ -174,6 +180,69 @@ def test_phone_width_keeps_the_chat_usable(browser: Browser, server: str) -> Non
     expect(page.get_by_role("button", name="Send")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 400
     context.close()
+
+
+def test_answers_from_two_meetings_are_grouped_under_their_titles(page: Page) -> None:
+    answer = ask(page, "Hva krevde KS om SLT?", SLT_EXTRACT)
+    headings = answer.locator("h4")
+    expect(headings.first).to_have_text("KS konsultasjonsmøte 26.04.2024")
+    expect(headings.filter(has_text="Vårmøtet 2025")).to_have_count(1)
+    expect(answer.locator("details summary")).to_have_text("Kilder")
+    answer.locator("details summary").click()
+    expect(answer.locator("details li").first).to_contain_text("ks-konsultasjonsmote-2024-04-26.txt")
+
+
+def test_the_meeting_picker_limits_answers_to_one_meeting(page: Page) -> None:
+    picker = page.get_by_role("combobox", name="Møte")
+    picker.click()
+    options = page.get_by_role("option")
+    expect(options.first).to_have_accessible_name("Alle møter")
+    expect(options.filter(has_text="Vårmøtet 2025")).to_have_count(1)
+    options.filter(has_text="Vårmøtet 2025").click()
+    answer = ask(page, "Hva krevde KS om SLT?", "Søkte bare i")
+    expect(answer).to_contain_text("Vårmøtet 2025")
+    expect(answer).not_to_contain_text("KS konsultasjonsmøte 26.04.2024")
+    picker.click()
+    page.get_by_role("option", name="Alle møter").click()
+    expect(ask(page, "Hva foreslo KS om SLT i april 2024?", SLT_EXTRACT)).not_to_contain_text("Søkte bare i")
+
+
+def test_the_documents_panel_removes_after_asking_and_restores(page: Page, ui_settings: Settings, hostile: dict) -> None:
+    page.get_by_role("button", name="Dokumenter").click()
+    table = page.locator("#documents-table")
+    expect(table).to_contain_text("KS konsultasjonsmøte")
+    expect(table).to_contain_text(hostile["source"])
+    page.get_by_role("combobox", name="Dokument").click()
+    page.get_by_role("option", name=hostile["source"]).click()
+    page.get_by_role("button", name="Fjern …").click()
+    expect(page.locator("#remove-question")).to_contain_text("til papirkurven")
+    page.get_by_role("button", name="Avbryt").click()
+    expect(page.locator("#remove-confirm")).to_be_hidden()
+    assert (ui_settings.sources / hostile["source"]).is_file()  # nothing happens without the confirmation
+
+    page.get_by_role("button", name="Fjern …").click()
+    page.get_by_role("button", name="Ja, flytt til papirkurven").click()
+    result = page.locator("#documents-result textarea")
+    expect(result).to_have_value(re.compile("flyttet til papirkurven"), timeout=ANSWER_TIMEOUT)
+    expect(result).to_have_value(re.compile("Indeksen er oppdatert"))
+    expect(table).not_to_contain_text(hostile["source"])
+    assert (ui_settings.sources / ".trash" / hostile["source"]).is_file()
+    assert not (ui_settings.sources / hostile["source"]).exists()
+
+    page.get_by_role("combobox", name="I papirkurven").click()
+    page.get_by_role("option", name=hostile["source"]).click()
+    page.get_by_role("button", name="Gjenopprett").click()
+    expect(result).to_have_value(re.compile("er gjenopprettet"), timeout=ANSWER_TIMEOUT)
+    expect(table).to_contain_text(hostile["source"])
+    assert (ui_settings.sources / hostile["source"]).is_file()
+
+
+def test_copy_button_and_status_line(page: Page) -> None:
+    expect(page.locator("#index-status")).to_contain_text(re.compile(r"\d+ dokumenter, \d+ tekstbiter, bygget \d\d\.\d\d\.\d{4} kl\. \d\d:\d\d"))
+    answer = ask(page, "Hva krevde KS om SLT?", SLT_EXTRACT)
+    answer.hover()
+    copy = page.locator("#chatbot").get_by_role("button", name=re.compile("Copy|Kopier", re.IGNORECASE)).last
+    expect(copy).to_be_visible()
 
 
 def test_screenshot(page: Page, tmp_path: Path) -> None:

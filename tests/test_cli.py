@@ -169,3 +169,26 @@ def test_serve_refuses_a_users_file_with_plain_passwords(tmp_path):
 def test_k_is_limited_like_the_api(tmp_path):
     out = _run("ask", "Hva?", "-k", "51", "--index", str(tmp_path / "none"), check=False)
     assert out.returncode == 2 and "-k must be between 1 and 50" in out.stderr
+
+
+def test_eval_json_has_the_documented_keys(built):
+    from .conftest import HELDOUT
+
+    out = _run("eval", str(HELDOUT), "--json", "--index", str(built.index))
+    report = json.loads(out.stdout)["all"]
+    assert set(report) == {
+        "modes", "out_of_scope", "declined", "in_scope", "wrongly_declined", "mean_top1_chars", "list_recall", "misses",
+    }
+    assert set(report["modes"]) == {"hybrid", "dense", "lexical"}
+    figure = report["modes"]["hybrid"]["all"]["hit_at_1"]
+    assert set(figure) == {"value", "low", "high", "n"} and figure["low"] <= figure["value"] <= figure["high"]
+
+
+def test_build_with_fp32_makes_an_index_that_int8_refuses(built, tmp_path):
+    index = tmp_path / "index-fp32"
+    out = _run("build", "--precision", "fp32", "--json", "--sources", str(built.sources), "--index", str(index))
+    assert json.loads(out.stdout)["chunks_embedded"] == 23
+    answer = json.loads(_run("ask", "Hva krevde KS om SLT?", "--json", "--precision", "fp32", "--index", str(index)).stdout)
+    assert "tiltaksplan for å styrke SLT-samarbeidet" in answer["hits"][0]["text"]
+    refused = _run("ask", "Hva krevde KS om SLT?", "--index", str(index), check=False)
+    assert refused.returncode == 2 and "different weights" in refused.stderr and "Traceback" not in refused.stderr

@@ -52,19 +52,19 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def int8() -> Embedder:
-    return Embedder(Settings(precision="int8"))
+    return Embedder(Settings.from_env(precision="int8"))
 
 
 @pytest.fixture(scope="module")
 def fp32() -> Embedder:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return Embedder(Settings(precision="fp32"))
+        return Embedder(Settings.from_env(precision="fp32"))
 
 
 def test_unknown_precision_is_refused_before_any_model_loads():
     with pytest.raises(ModelError, match="fp16"):
-        Embedder(Settings(precision="fp16"))
+        Embedder(Settings.from_env(precision="fp16"))
 
 
 def test_default_precision_is_int8():
@@ -113,7 +113,7 @@ def test_query_prefix_is_applied_and_inputs_are_stripped(request, precision):
 
 @pytest.mark.slow
 def test_fingerprint_is_stable_and_names_the_precision(int8, fp32):
-    again = Embedder(Settings(precision="int8"))
+    again = Embedder(Settings.from_env(precision="int8"))
     assert again.fingerprint == int8.fingerprint
     assert int8.fingerprint != fp32.fingerprint
     assert int8.fingerprint == embedding.int8_fingerprint(fp32.fingerprint)

@@ -208,3 +208,19 @@ def test_removing_twice_keeps_both_versions_and_restoring_never_overwrites(works
     for bad in ("../utenfor.txt", "/etc/passwd", ""):
         with pytest.raises(documents.DocumentError):
             documents.remove(workspace, bad)
+
+
+def test_a_search_in_flight_finishes_on_the_generation_it_started_on(workspace):
+    """A rebuild removes the old generation's folder; a search holding it still reads its memory-mapped files."""
+    retriever = Retriever.load(workspace.index)
+    started = retriever.run("Hva krevde KS om SLT?", k=3)
+    old = started.stored.folder
+    _add_files(workspace)
+    subprocess.run(
+        [sys.executable, "-m", "assistant", "build", "--sources", str(workspace.sources), "--index", str(workspace.index)],
+        check=True, capture_output=True, timeout=300,
+    )
+    assert not old.exists() and retriever.refresh()
+    hit = started.hit(started.hits[0].chunk_id)  # the old generation's vectors and chunks, after its folder is gone
+    assert hit.text == started.hits[0].text and len(started.sentence_scores(hit)) >= 1
+    assert retriever.stored.folder != old and len(retriever.stored.chunks) > len(started.stored.chunks)

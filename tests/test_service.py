@@ -11,7 +11,7 @@ from assistant.settings import Settings
 
 
 def test_a_missing_index_gives_the_fix_command_not_a_traceback(tmp_path: Path) -> None:
-    reply = Service(Settings(sources=tmp_path, index=tmp_path / "index")).reply("Hva krevde KS om SLT?")
+    reply = Service(Settings.from_env(sources=tmp_path, index=tmp_path / "index")).reply("Hva krevde KS om SLT?")
     assert reply.markdown.startswith("**Indeksen kan ikke brukes.**")
     assert "python \\-m assistant build" in reply.markdown
 

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from assistant.settings import Settings
-from assistant.ui import NO_DISK_SPACE, Refused, safe_name, save_uploads, user_questions
+from assistant.library import Refused, safe_name, save_uploads
+from assistant.ui import NO_DISK_SPACE, user_questions
 from tests.conftest import small_disk
 from tests.hostile import fill_disk, zip_bomb_docx
 
