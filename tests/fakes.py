@@ -23,7 +23,27 @@ from assistant.retrieval import Retriever
 from assistant.sources import Document
 from assistant.store import Manifest, load_index, save_index
 
-DIM = 256
+DIM = 1024
+# Two meetings: KS with the government (a paragraph, a list, a quote) and a town council.
+KS = "ks-konsultasjonsmote.txt"
+BY = "bergvik-bystyre.txt"
+TEXTS = {
+    KS: (
+        "Møte med regjeringen\n\n"
+        "KS krevde mer penger til barnevernet. Kostnadene til barnevernet økte med to milliarder kroner i fjor,\n"
+        "og kommunene bærer dem alene.\n\n"
+        "KS pekte på flere tiltak:\n"
+        "• Politiet må få flere ressurser.\n"
+        "• Kommunene må styrke SLT-samarbeidet.\n"
+        "• Staten må betale for tolketjenester.\n\n"
+        "– Vi må handle nå, sa Helgesen.\n"
+    ),
+    BY: "Budsjett\n\nBystyret vedtok budsjettet for skolene. Kostnadene økte.\n\nBystyret diskuterte også veiene i sentrum.\n",
+}
+MEETINGS = {
+    KS: {"title": "KS konsultasjonsmøte", "date": "2024-04-26", "kind": "konsultasjonsmøte", "body": "KS"},
+    BY: {"title": "Bergvik bystyre", "date": "2025-03-01", "kind": "kommunestyre", "body": "Bergvik bystyre"},
+}
 BACKGROUND = ["The weather in Bergen tomorrow is rain.", "Install Python on Windows with the installer."]
 
 
@@ -31,7 +51,7 @@ class WordEmbedder:
     """Bag-of-words vectors; remembers every text it was asked to embed."""
 
     dim = DIM
-    fingerprint = "words-256"
+    fingerprint = "words-1024"
 
     def __init__(self) -> None:
         self.asked: list[str] = []

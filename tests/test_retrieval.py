@@ -159,34 +159,15 @@ from assistant.lexical import looks_norwegian  # noqa: E402
 from assistant.meetings import Meeting, Reference  # noqa: E402
 from assistant.retrieval import TURN_CHARS, FilterError, Where, named_sources  # noqa: E402
 
-from .fakes import BACKGROUND, NEVER, RANKER, WordEmbedder, embed, word_index, word_retriever  # noqa: E402
+from .fakes import BACKGROUND, BY, KS, MEETINGS, NEVER, RANKER, TEXTS, WordEmbedder, embed, word_index, word_retriever  # noqa: E402
 
-KS = "ks-konsultasjonsmote.txt"
-BY = "bergvik-bystyre.txt"
-WORD_TEXTS = {
-    KS: (
-        "Møte med regjeringen\n\n"
-        "KS krevde mer penger til barnevernet. Kostnadene til barnevernet økte med to milliarder kroner i fjor,\n"
-        "og kommunene bærer dem alene.\n\n"
-        "KS pekte på flere tiltak:\n"
-        "• Politiet må få flere ressurser.\n"
-        "• Kommunene må styrke SLT-samarbeidet.\n"
-        "• Staten må betale for tolketjenester.\n\n"
-        "– Vi må handle nå, sa Helgesen.\n"
-    ),
-    BY: "Budsjett\n\nBystyret vedtok budsjettet for skolene. Kostnadene økte.\n\nBystyret diskuterte også veiene i sentrum.\n",
-}
-WORD_MEETINGS = {
-    KS: {"title": "KS konsultasjonsmøte", "date": "2024-04-26", "kind": "konsultasjonsmøte", "body": "KS"},
-    BY: {"title": "Bergvik bystyre", "date": "2025-03-01", "kind": "kommunestyre", "body": "Bergvik bystyre"},
-}
 BARNEVERN = "Kostnadene til barnevernet økte"
 
 
 @pytest.fixture(scope="module")
 def words(tmp_path_factory):
     """The root of a word index of the two meetings above; each test gets its own Retriever over it."""
-    return word_index(tmp_path_factory.mktemp("words") / "index", WORD_TEXTS, WORD_MEETINGS)
+    return word_index(tmp_path_factory.mktemp("words") / "index", TEXTS, MEETINGS)
 
 
 def test_where_reads_a_mapping_and_passes_a_where_through():
@@ -302,7 +283,7 @@ def test_an_empty_question_or_index_gives_no_hits(words, tmp_path):
 
 @pytest.mark.parametrize("flat_limit", [20_000, 4], ids=["flat", "ivf"])
 def test_where_limits_the_search_to_the_documents_it_admits(tmp_path, flat_limit):
-    r = word_retriever(word_index(tmp_path / "index", WORD_TEXTS, WORD_MEETINGS, flat_limit=flat_limit))
+    r = word_retriever(word_index(tmp_path / "index", TEXTS, MEETINGS, flat_limit=flat_limit))
     question = "Hva krevde KS om barnevernet og skolene?"
     assert {h.source for h in r.search(question, k=10)} == {KS, BY}
     assert {h.source for h in r.search(question, k=10, where={"source": BY})} == {BY}
@@ -388,7 +369,7 @@ def test_a_named_meeting_is_never_crowded_out(tmp_path):
         "andre.txt": "\n\n".join(f"Kostnadene til skolene økte i kommune nummer {i}." for i in range(60)),
         BY: "Bystyret diskuterte veiene.\n",
     }
-    r = word_retriever(word_index(tmp_path / "index", texts, {BY: WORD_MEETINGS[BY]}))
+    r = word_retriever(word_index(tmp_path / "index", texts, {BY: MEETINGS[BY]}))
     assert BY not in {h.source for h in r.search("Hvor mye økte kostnadene til skolene?", k=61)}
     named = [h for h in r.search("Hvor mye økte kostnadene til skolene i kommunestyret?", k=61) if h.source == BY]
     assert len(named) == 1 and named[0].meeting == 1.0
@@ -407,15 +388,15 @@ def test_features_of_an_english_question_discount_bm25(words):
 
 
 def test_refresh_switches_to_a_new_generation_and_searches_in_flight_keep_theirs(tmp_path):
-    root = word_index(tmp_path / "index", {BY: WORD_TEXTS[BY]})
+    root = word_index(tmp_path / "index", {BY: TEXTS[BY]})
     r = word_retriever(root)
     assert r.refresh() is False
     before = r.run("Hva krevde KS om barnevernet?")
-    word_index(root, WORD_TEXTS)
+    word_index(root, TEXTS)
     assert r.refresh() is True and r.refresh() is False
     assert BARNEVERN in r.search("Hva krevde KS om barnevernet?", k=1)[0].text
     assert {h.source for h in before.hits} == {BY} and len(before.stored.chunks) == 2
-    word_index(root, WORD_TEXTS, fingerprint="other-weights")
+    word_index(root, TEXTS, fingerprint="other-weights")
     with pytest.raises(StoreError, match="uses another model"):
         r.refresh()
 
