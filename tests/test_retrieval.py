@@ -433,3 +433,29 @@ def test_the_models_decide_nothing_about_hits(words):
     """The decline model is not the retriever's business: it returns the same hits whatever it says."""
     question = "Hva krevde KS om barnevernet?"
     assert word_retriever(words, NEVER).search(question) == word_retriever(words).search(question)
+
+
+def test_a_passage_scored_on_its_own_has_no_lexical_evidence(words):
+    r = word_retriever(words)
+    search = r.run("Hva vedtok bystyret om skolene?")
+    for chunk_id in range(len(r.stored.chunks)):
+        hit = search.hit(chunk_id)
+        assert hit.lexical == 0.0
+        expected = 0.3 * hit.dense + 0.7 * hit.sentence + 0.5 * hit.meeting
+        assert hit.score == pytest.approx(expected, abs=1e-5)
+
+
+def test_followup_weight_at_its_ends():
+    """A one-word follow-up leans 0.7 x 7/8 on an unrelated last turn and 0.1 x 7/8 on the same one."""
+    assert followup_weight("Og?", 0.0) == pytest.approx(0.7 * 7 / 8, abs=1e-3)
+    assert followup_weight("Og?", 1.0) == pytest.approx(0.1 * 7 / 8, abs=1e-3)
+    assert followup_weight("en to tre fire fem seks sju åtte ni", 0.0) == 0.0
+    assert followup_weight(" ".join(["ord"] * 20), 0.5) == 0.0
+
+
+def test_refresh_keeps_the_loaded_index_when_the_pointer_is_gone(tmp_path):
+    root = word_index(tmp_path / "index", TEXTS)
+    r = word_retriever(root)
+    (root / "CURRENT").unlink()
+    assert r.refresh() is False
+    assert BARNEVERN in r.search("Hva krevde KS om barnevernet?", k=1)[0].text
