@@ -354,3 +354,46 @@ def test_a_citation_names_its_meeting_when_known():
     known = Citation(4, "a.txt", 3, 5, "t", "t", title="Bergvik bystyre 01.03.2025")
     assert known.label() == "[4] Bergvik bystyre 01.03.2025, linje 3–5" and known.label("en").endswith("lines 3–5")
     assert Citation(5, "b.docx", 2, 2, "t", "t", unit="paragraph").label("en") == "[5] b.docx, paragraph 2"
+
+
+def test_an_extract_cut_from_a_long_quote_is_marked_and_still_names_its_speaker(tmp_path):
+    topics = ["skolene", "veiene", "havna", "barnevernet", "eldreomsorgen", "brannvesenet", "biblioteket"]
+    quote = " ".join(f"Vi brukte i fjor mange millioner kroner på {t} og på arbeidet med {t} i hele regionen." for t in topics)
+    r = word_retriever(word_index(tmp_path / "index", {"sitat.txt": f"– {quote} Slik er det, sa Helgesen."}))
+    a = answer("Hvor mye brukte dere på barnevernet?", r)
+    first = a.citations[0]
+    assert first.trimmed_before is True and first.trimmed_after is True and first.speaker == "sa Helgesen"
+    assert "barnevernet" in first.highlight and "> … " in a.markdown and " … [1]" in a.markdown
+    assert "> — *sa Helgesen*" in a.markdown
+
+
+def test_shared_question_words_do_not_outweigh_a_clearly_closer_sentence():
+    from types import SimpleNamespace
+
+    from assistant.lexical import LexicalIndex
+
+    text = "Barnevernet og kostnadene ble nevnt. Utgiftene til omsorg for barn steg kraftig."
+    stored = SimpleNamespace(
+        sentence_offsets=np.array([0, 2]),
+        sentences=np.array([[0.30, 0.0], [0.33, 0.0]], np.float32),  # the second is closer in meaning
+        lexical=LexicalIndex.build([text]),
+    )
+    search = Search("barnevernet kostnadene", np.array([1.0, 0.0], np.float32), [], stored, 0.0, 1.0)  # type: ignore[arg-type]
+    a, b = best_sentence(_hit(text, chunk_id=0, sentences=(0, 2)), search)
+    assert text[a:b] == "Utgiftene til omsorg for barn steg kraftig."
+
+
+def test_json_of_a_declined_answer_holds_the_related_passage(meetings):
+    data = answer("Hvor mye økte kostnadene til barnevernet i kommunene?", word_retriever(meetings, NEVER)).to_json()
+    assert data["found"] is False and data["citations"] == [] and BARNEVERN in data["related"][0]["text"]
+
+
+def test_a_list_takes_the_place_of_its_first_hit_with_its_close_items(lists):
+    """Two items about equally close among the first three hits bring their list, in place of the first of them."""
+    r = word_retriever(lists)
+    several = answer("Hva krevde KS til barnevernet, og tiltak for politiet og kommunene?", r)
+    assert [h.start_line for h in several.hits[:4]] == [6, 3, 2, 4]
+    assert [c.start_line for c in several.citations] == [6, 2, 3]  # the paragraph first, then the list in its order
+    single = answer("KS vil ha penger til barnevernet og tiltak for politiet og kommunene", r)
+    assert not asks_for_several(single.question) and [h.start_line for h in single.hits[:2]] == [3, 2]
+    assert [c.start_line for c in single.citations] == [3, 2]  # the best item first, then the list's order

@@ -443,6 +443,8 @@ def test_a_passage_scored_on_its_own_has_no_lexical_evidence(words):
         assert hit.lexical == 0.0
         expected = 0.3 * hit.dense + 0.7 * hit.sentence + 0.5 * hit.meeting
         assert hit.score == pytest.approx(expected, abs=1e-5)
+    english = r.run("What did the council decide?", ranker=Ranker(weights={"lexical": 1.0, "lexical_en": 1.0}))
+    assert all(english.hit(i).score == 0.0 for i in range(len(r.stored.chunks)))
 
 
 def test_followup_weight_at_its_ends():
