@@ -78,10 +78,11 @@ def word_index(
     meetings: Mapping[str, Mapping[str, str]] | None = None,
     flat_limit: int = 20_000,
     fingerprint: str = WordEmbedder.fingerprint,
+    unit: str = "line",
 ) -> Path:
     """Chunk, embed and save ``texts`` (file name -> text) as a new index generation in ``root``."""
     meetings = meetings or {}
-    chunks = [c for source, text in texts.items() for c in chunk_document(Document(source, text, "x"))]
+    chunks = [c for source, text in texts.items() for c in chunk_document(Document(source, text, "x", unit=unit))]
     vectors = np.array([embed(c.embed_text) for c in chunks], np.float32).reshape(len(chunks), DIM)
     sentences = [[embed(c.text[a:b]) for a, b in sentence_spans(c.text)] for c in chunks]
     offsets = np.cumsum([0, *map(len, sentences)]).astype(np.int64)

@@ -401,3 +401,53 @@ def test_a_list_takes_the_place_of_its_first_hit_with_its_close_items(lists):
     best = whole.hits[0].score
     assert [c.start_line for c in whole.citations] == [4, 2, 3]
     assert whole.citations[2].score < best - RELATED_MARGIN * best  # below the margin, but an item of the list
+
+
+def test_the_decline_decision_is_made_on_the_questions_evidence(meetings):
+    """A decline model that asks for a margin over off-topic text answers on-topic questions only."""
+    from assistant.ranking import Decline, Models
+
+    from .fakes import RANKER
+
+    r = word_retriever(meetings, Models(RANKER, Decline(weights={"margin": 50.0}, bias=-5.0)))
+    assert answer("Hvor mye økte kostnadene til barnevernet i kommunene?", r).found
+    off_topic = answer("What is the weather in Bergen tomorrow?", r)
+    assert not off_topic.found and off_topic.related
+
+
+def test_hits_are_as_many_as_the_extracts_allowed(lists):
+    r = word_retriever(lists)
+    assert len(answer("Hvilke tiltak vedtok kommunestyret om skoler og veier?", r).hits) == 10
+    assert len(answer("Hvordan bygger kommunen skoler og veier i sentrum?", r).hits) == 5
+    assert len(answer("Hvordan bygger kommunen skoler og veier i sentrum?", r, k=2).hits) == 2
+
+
+def test_notes_for_a_long_filtered_question_are_joined(meetings):
+    a = answer("Hva krevde KS om barnevernet? " * 2, word_retriever(meetings), max_chars=30, where={"source": KS})
+    assert a.note == f"Spørsmålet var svært langt; bare de første 30 tegnene ble brukt. Søkte bare i: {KS}."
+
+
+def test_a_named_meeting_narrows_a_list_but_not_a_single_answer(meetings):
+    """Without a meeting preference in the ranking, only a question for several things drops the other meetings."""
+    from assistant.ranking import Models
+
+    from .fakes import ALWAYS
+
+    no_preference = dataclasses.replace(ALWAYS.ranker, weights={"passage": 0.3, "sentence": 0.7, "lexical": 0.1})
+    r = word_retriever(meetings, Models(no_preference, ALWAYS.decline))
+    single = answer("Hvor mye økte kostnadene til barnevernet i kommunestyret?", r)
+    assert [(c.source, c.start_line) for c in single.citations] == [(BY, 3), (KS, 3)]
+    assert single.hits[0].meeting == 1.0 and single.hits[1].meeting == 0.0
+    listed = answer("Hvilke kostnader økte for barnevernet og skolene i kommunestyret?", r)
+    assert listed.citations and {c.source for c in listed.citations} == {BY}
+
+
+def test_a_citation_keeps_the_unit_of_its_document(tmp_path):
+    texts = {"notat.docx": "Første avsnitt.\n\nKS krevde mer penger til barnevernet."}
+    r = word_retriever(word_index(tmp_path / "index", texts, unit="paragraph"))
+    a = answer("Hva krevde KS om barnevernet?", r)
+    assert a.citations[0].unit == "paragraph" and "avsnitt 3" in a.markdown
+
+
+def test_a_question_as_norwegian_as_english_is_read_as_norwegian():
+    assert looks_norwegian("the hjem") == 0.5 and question_language("the hjem") == "no"
