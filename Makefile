@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install index run test test-fast bench eval tune screenshot browser clean
+.PHONY: install index run test test-fast mutation bench eval tune screenshot browser clean
 BANK   := tests/eval/questions --split tests/eval/split.json --corpus tests/eval/texts source_texts
 
 $(STAMP): pyproject.toml constraints.txt
@@ -30,6 +30,14 @@ test: install browser
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not browser"
 
+# Mutants of answer, retrieval, lexical and chunking against the fast tests (configured in pyproject.toml).
+# A fresh run each time, since mutmut keeps old verdicts when only the tests change. CI is unset: the
+# fast tests need neither ../shared nor Chromium, which mutants/ has no path to.
+mutation: install
+	rm -rf mutants
+	env -u CI $(VENV)/bin/mutmut run --max-children $(or $(JOBS),2)
+	$(PY) tests/mutation_score.py $(or $(MIN),85)
+
 # Development set, held-out set, and both halves of the evaluation bank (its ten texts indexed in .eval/).
 eval: install
 	$(PY) -m assistant eval ../shared/eval/dev.jsonl
@@ -49,4 +57,4 @@ screenshot: install browser
 	SCREENSHOT_OUT=docs/screenshot.png $(PY) -m pytest -q tests/test_browser.py -k screenshot
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache mutants

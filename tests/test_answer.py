@@ -6,6 +6,7 @@ import pytest
 
 from assistant import answer
 from assistant.answer import Answer, Citation, escape, render_markdown
+from assistant.lexical import looks_norwegian
 
 SLT_SENTENCE = "KS foreslår at vi sammen utarbeider en tiltaksplan for å styrke SLT-samarbeidet."
 
@@ -131,3 +132,331 @@ def test_a_200000_character_history_turn_is_answered_in_under_two_seconds(retrie
     result = answer("Og hva med kostnadene?", retriever, history=["y" * 200_000])
     assert time.perf_counter() - started < 2.0
     assert result.markdown
+
+
+# --- Fast: answer() over a word index (tests/fakes.py), no model ---------------------------------
+
+import dataclasses  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from assistant.answer import (  # noqa: E402
+    LIST_MARGIN,
+    RELATED_MARGIN,
+    _grouped,
+    asks_for_several,
+    best_sentence,
+    decline_features,
+    dedupe,
+    question_language,
+)
+from assistant.render import TEXTS  # noqa: E402
+from assistant.retrieval import Hit, Search  # noqa: E402
+
+from .fakes import BY, KS, MEETINGS, NEVER, TEXTS as MEETING_TEXTS, WordEmbedder, word_index, word_retriever  # noqa: E402
+
+BARNEVERN = "Kostnadene til barnevernet økte med to milliarder kroner i fjor, og kommunene bærer dem alene."
+LIST_TEXTS = {
+    "tiltak.txt": "Kommunestyret vedtok disse tiltakene:\n"
+    + "\n".join(f"• Tiltak {i}: kommunen bygger nye skoler og veier i sentrum." for i in range(1, 13))
+    + "\n\nAndre saker ble utsatt.\n",
+    "liste.txt": "KS pekte på flere tiltak:\n• KS vil ha tiltak for politiet.\n• KS vil ha tiltak for kommunene.\n"
+    "• KS vil ha tiltak for staten.\n\nKS krevde mer penger til barnevernet.\n",
+}
+
+
+@pytest.fixture(scope="module")
+def meetings(tmp_path_factory):
+    return word_index(tmp_path_factory.mktemp("meetings") / "index", MEETING_TEXTS, MEETINGS)
+
+
+@pytest.fixture(scope="module")
+def lists(tmp_path_factory):
+    return word_index(tmp_path_factory.mktemp("lists") / "index", LIST_TEXTS)
+
+
+def test_answer_quotes_the_passage_marks_its_best_sentence_and_cites_the_meeting(meetings):
+    a = answer("Hvor mye økte kostnadene til barnevernet i kommunene?", word_retriever(meetings))
+    assert a.found and a.language == "no" and a.note == ""
+    first = a.citations[0]
+    assert (first.number, first.source, first.start_line, first.end_line, first.unit) == (1, KS, 3, 4, "line")
+    assert first.highlight == BARNEVERN and first.text.startswith("KS krevde mer penger") and first.text.endswith(BARNEVERN)
+    assert (first.title, first.date, first.kind, first.lead_in, first.speaker) == (
+        "KS konsultasjonsmøte 26.04.2024", "2024-04-26", "konsultasjonsmøte", "", ""
+    )
+    assert first.score == a.hits[0].score and not first.trimmed_before and not first.trimmed_after
+    assert a.markdown.startswith("Dette sier tekstene:") and f"**{escape(BARNEVERN)}**" in a.markdown
+    assert "KS konsultasjonsmøte 26.04.2024, linje 3–4" in a.markdown
+    assert [c.number for c in a.citations] == list(range(1, len(a.citations) + 1))
+
+
+def test_further_extracts_are_shown_while_they_score_close_to_the_best(meetings):
+    r = word_retriever(meetings)
+    for question in ("Hvor mye økte kostnadene til barnevernet?", "Hva sa Helgesen om å handle?", "Hva diskuterte bystyret?"):
+        a = answer(question, r)
+        best = a.hits[0].score
+        close = {(h.source, h.start_line) for h in dedupe(a.hits) if h.score >= best - RELATED_MARGIN * abs(best)}
+        assert {(c.source, c.start_line) for c in a.citations} == close, question
+    both = answer("Hvor mye økte kostnadene til barnevernet?", r)
+    assert [c.source for c in both.citations] == [BY, KS]  # both meetings' costs within the margin, the rest far below
+    assert both.hits[1].score < both.hits[0].score
+
+
+def test_hits_are_grouped_by_document_in_order_of_their_best_hit():
+    a1, b1, a2, c1, b2 = (_hit(t, source=s) for t, s in (("1", "a"), ("2", "b"), ("3", "a"), ("4", "c"), ("5", "b")))
+    assert _grouped([a1, b1, a2, c1, b2]) == [("a", [a1, a2]), ("b", [b1, b2]), ("c", [c1])]
+    assert _grouped([]) == []
+
+
+def test_a_declined_question_shows_the_closest_passage_as_maybe_related(meetings):
+    a = answer("Hvor mye økte kostnadene til barnevernet i kommunene?", word_retriever(meetings, NEVER))
+    assert not a.found and a.citations == [] and a.hits
+    assert len(a.related) == 1 and a.related[0].number == 1 and BARNEVERN in a.related[0].text
+    assert a.markdown.startswith(TEXTS["no"]["not_found"]) and TEXTS["no"]["maybe"] in a.markdown
+    english = answer("What does the text say about barnevernet?", word_retriever(meetings, NEVER))
+    assert english.language == "en" and english.markdown.startswith(TEXTS["en"]["not_found"])
+
+
+def test_an_index_without_passages_answers_nothing(tmp_path):
+    a = answer("Hva krevde KS?", word_retriever(word_index(tmp_path / "index", {"tom.txt": "\n"})))
+    assert not a.found and a.related == [] and a.markdown == TEXTS["no"]["not_found"]
+
+
+def test_an_empty_question_asks_for_one_and_searches_nothing(meetings):
+    embedder = WordEmbedder()
+    for empty in ("", "  \n\t", "\x00\x07"):
+        a = answer(empty, word_retriever(meetings, embedder=embedder))
+        assert (a.found, a.language, a.markdown, a.hits, a.question) == (False, "no", TEXTS["no"]["empty"], [], empty)
+    assert embedder.asked == []
+
+
+def test_control_characters_become_spaces_and_a_long_question_is_cut_with_a_note(meetings):
+    embedder = WordEmbedder()
+    r = word_retriever(meetings, embedder=embedder)
+    a = answer("\x00Hva\x07krevde KS\x1b[31m om\tbarnevernet?\n", r)
+    assert embedder.asked == ["Hva krevde KS [31m om barnevernet?"] and a.found and a.note == ""
+    question = "Hva krevde KS om barnevernet? " * 3
+    exactly = " ".join(question.split())
+    assert answer(exactly, r, max_chars=len(exactly)).note == ""
+    cut = answer(question, r, max_chars=40)
+    assert cut.note == "Spørsmålet var svært langt; bare de første 40 tegnene ble brukt."
+    assert cut.markdown.startswith(f"*{escape(cut.note)}*") and embedder.asked[-1] == exactly[:40].strip()
+    assert cut.question == question
+
+
+def test_history_is_cleaned_and_empty_turns_are_dropped(meetings):
+    r = word_retriever(meetings)
+    followup = answer("Og kostnadene?", r, history=["Hva krevde KS om barnevernet?", "  ", "\x00"])
+    assert followup.citations[0].highlight == BARNEVERN
+    assert followup.citations == answer("Og kostnadene?", r, history=["Hva krevde  KS om\x00barnevernet?"]).citations
+    assert answer("Og kostnadene?", r).citations[0].source == BY
+
+
+def test_a_filter_is_applied_and_named_in_a_note(meetings):
+    r = word_retriever(meetings)
+    a = answer("Hvor mye økte kostnadene?", r, where={"source": KS})
+    assert a.note == f"Søkte bare i: {KS}." and {c.source for c in a.citations} == {KS}
+    b = answer("What did the council decide?", r, where={"kind": "kommunestyre", "after": "2025-01-01"})
+    assert b.note == "Searched only: kommunestyre, 2025-01-01–…." and {h.source for h in b.hits} == {BY}
+    c = answer("Hva vedtok bystyret?", r, where={"before": "2025-12-31"})
+    assert c.note == "Søkte bare i: …–2025-12-31."
+
+
+def test_a_question_for_several_things_gets_the_list_whole_in_document_order(lists):
+    r = word_retriever(lists)
+    a = answer("Hvilke tiltak vedtok kommunestyret om skoler og veier?", r)
+    assert asks_for_several(a.question) and a.found and len(a.citations) == 10
+    items = [int(c.text.split()[1].rstrip(":")) for c in a.citations]
+    assert items == sorted(items) and all(c.lead_in == "Kommunestyret vedtok disse tiltakene:" for c in a.citations)
+    assert a.markdown.count("Kommunestyret vedtok disse tiltakene:") == 1
+    search = r.run(a.question, k=10)
+    members = search.stored.lists[a.hits[0].chunk_id]
+    scores = {i: search.hit(i).sentence for i in members}
+    expected = [i for i in members if scores[i] >= max(scores.values()) - LIST_MARGIN][:10]
+    assert [c.start_line for c in a.citations] == [search.stored.chunks[i].start_line for i in expected]
+    assert len(answer(a.question, r, k=3).citations) == 3
+
+
+def test_other_questions_get_at_most_five_extracts(lists):
+    a = answer("Hvordan bygger kommunen skoler og veier i sentrum?", word_retriever(lists))
+    assert not asks_for_several(a.question) and len(a.citations) == 5
+    assert a.citations[0].score == max(c.score for c in a.citations)  # the best item first, then the list's order
+
+
+def test_a_list_shown_whole_drops_a_hit_that_only_repeats_its_lead_in(lists):
+    a = answer("Hvilke tiltak vil KS ha?", word_retriever(lists))
+    assert [c.text for c in a.citations] == [
+        "KS vil ha tiltak for politiet.", "KS vil ha tiltak for kommunene.", "KS vil ha tiltak for staten."
+    ]
+    assert "KS pekte på flere tiltak:" in [h.text for h in a.hits]
+
+
+def test_a_list_item_alone_is_not_pulled_into_a_list(lists):
+    a = answer("Hva vil KS ha for politiet og kommunene?", word_retriever(lists))
+    assert [c.text for c in a.citations] == ["KS vil ha tiltak for politiet."]
+
+
+def test_question_language_and_questions_for_several_things():
+    assert question_language("Hva krevde KS om SLT?") == "no" and question_language("What did KS demand?") == "en"
+    for several in ("Hvilke krav stilte KS?", "Hvem deltok på møtet?", "What did KS ask the state for in the meeting?",
+                    "Kven møtte frå KS?", "Which ministers attended?", "List the demands", "Hva vedtok styret?"):
+        assert asks_for_several(several), several
+    for single in ("Hva sa KS om SLT?", "Hvor mye økte kostnadene?", "What is SLT?", "Hvem ledet møtet?"):
+        assert not asks_for_several(single), single
+
+
+def _hit(text: str, source: str = "a.txt", lines: tuple[int, int] = (1, 1), **kw: object) -> Hit:
+    return Hit(text=text, source=source, start_line=lines[0], end_line=lines[1], score=kw.pop("score", 0.5), **kw)  # type: ignore[arg-type]
+
+
+def test_dedupe_drops_overlapping_spans_and_repeated_text():
+    first = _hit("Kommunene trenger mer penger til barnevernet nå.", lines=(3, 5))
+    overlapping = _hit("Noe helt annet om veier.", lines=(5, 6))
+    touching = _hit("Noe helt annet om skoler.", lines=(6, 7))
+    elsewhere = _hit("Noe helt annet om veier.", source="b.txt", lines=(3, 5))
+    repeated = _hit("kommunene trenger  mer penger til barnevernet nå.", source="c.txt", lines=(9, 9))
+    similar = _hit("Kommunene trenger mer penger til skolene nå.", source="c.txt", lines=(1, 1))
+    kept = dedupe([first, overlapping, touching, elsewhere, repeated, similar, _hit("", source="d.txt")])
+    assert kept == [first, touching, elsewhere, similar, _hit("", source="d.txt")]
+    assert dedupe([overlapping, first]) == [overlapping]
+
+
+def test_the_highlight_is_the_sentence_closest_to_the_question(meetings):
+    r = word_retriever(meetings)
+    search = r.run("Hva krevde KS?")
+    hit = next(h for h in search.hits if h.text.startswith("KS krevde"))
+    a, b = best_sentence(hit, search)
+    assert hit.text[a:b] == "KS krevde mer penger til barnevernet."
+    one = next(h for h in search.hits if h.text == "Politiet må få flere ressurser.")
+    assert best_sentence(one, search) == (0, len(one.text))
+    assert best_sentence(dataclasses.replace(one, text=""), search) == (0, 0)
+
+
+def test_shared_question_words_only_break_a_tie_of_similarity(meetings):
+    search = word_retriever(meetings).run("barnevernet")
+    text = "Dette handler om barnevernet. Dette handler om barnehagene."
+    hit = _hit(text, chunk_id=0, sentences=(0, 1))  # sentence vectors do not match this text: similarity is a tie
+    a, b = best_sentence(hit, search)
+    assert text[a:b] == "Dette handler om barnevernet."
+
+
+def test_decline_features_are_the_question_level_evidence(meetings):
+    stored = word_retriever(meetings).stored
+    hits = [_hit("a", sentence=0.5, lexical=0.2), _hit("b", sentence=0.7, lexical=0.1), _hit("c", sentence=0.6, lexical=0.4),
+            _hit("d", sentence=0.9, lexical=0.9)]
+    search = Search("What did KS demand?", np.zeros(4, np.float32), hits, stored, background=0.25, coverage=0.5)
+    english = 1.0 - looks_norwegian("What did KS demand?")
+    assert decline_features(search) == pytest.approx(
+        {"sentence": 0.7, "margin": 0.45, "coverage": 0.5, "coverage_no": 0.5 * (1 - english), "lexical": 0.4, "english": english}
+    )
+    empty = decline_features(dataclasses.replace(search, hits=[], query="Hva krevde KS?"))
+    assert empty["sentence"] == 0.0 and empty["lexical"] == 0.0 and empty["margin"] == -0.25 and empty["english"] < 0.5
+
+
+def test_json_holds_citations_and_hits_without_the_rankings_internals(meetings):
+    a = answer("Hvor mye økte kostnadene til barnevernet i kommunene?", word_retriever(meetings))
+    data = a.to_json()
+    assert set(data) == {"question", "found", "language", "note", "citations", "related", "hits", "markdown"}
+    assert data["citations"][0]["highlight"] == BARNEVERN and data["markdown"] == a.markdown and data["related"] == []
+    assert set(data["hits"][0]) == {f.name for f in dataclasses.fields(Hit)} - {"chunk_id", "sentences", "best"}
+    assert data["hits"][0]["text"] == a.hits[0].text and len(data["hits"]) == len(a.hits)
+
+
+def test_a_citation_names_its_meeting_when_known():
+    known = Citation(4, "a.txt", 3, 5, "t", "t", title="Bergvik bystyre 01.03.2025")
+    assert known.label() == "[4] Bergvik bystyre 01.03.2025, linje 3–5" and known.label("en").endswith("lines 3–5")
+    assert Citation(5, "b.docx", 2, 2, "t", "t", unit="paragraph").label("en") == "[5] b.docx, paragraph 2"
+
+
+def test_an_extract_cut_from_a_long_quote_is_marked_and_still_names_its_speaker(tmp_path):
+    topics = ["skolene", "veiene", "havna", "barnevernet", "eldreomsorgen", "brannvesenet", "biblioteket"]
+    quote = " ".join(f"Vi brukte i fjor mange millioner kroner på {t} og på arbeidet med {t} i hele regionen." for t in topics)
+    r = word_retriever(word_index(tmp_path / "index", {"sitat.txt": f"– {quote} Slik er det, sa Helgesen."}))
+    a = answer("Hvor mye brukte dere på barnevernet?", r)
+    first = a.citations[0]
+    assert first.trimmed_before is True and first.trimmed_after is True and first.speaker == "sa Helgesen"
+    assert "barnevernet" in first.highlight and "> … " in a.markdown and " … [1]" in a.markdown
+    assert "> — *sa Helgesen*" in a.markdown
+
+
+def test_shared_question_words_do_not_outweigh_a_clearly_closer_sentence():
+    from types import SimpleNamespace
+
+    from assistant.bm25 import LexicalIndex
+
+    text = "Barnevernet og kostnadene ble nevnt. Utgiftene til omsorg for barn steg kraftig."
+    sentences = np.array([[0.30, 0.0], [0.33, 0.0]], np.float32)  # the second is closer in meaning
+    stored = SimpleNamespace(vectors_of=lambda ids: (None, [sentences]), lexical=LexicalIndex.build([text]))
+    search = Search("barnevernet kostnadene", np.array([1.0, 0.0], np.float32), [], stored, 0.0, 1.0)  # type: ignore[arg-type]
+    a, b = best_sentence(_hit(text, chunk_id=0, sentences=(0, 2)), search)
+    assert text[a:b] == "Utgiftene til omsorg for barn steg kraftig."
+
+
+def test_json_of_a_declined_answer_holds_the_related_passage(meetings):
+    data = answer("Hvor mye økte kostnadene til barnevernet i kommunene?", word_retriever(meetings, NEVER)).to_json()
+    assert data["found"] is False and data["citations"] == [] and BARNEVERN in data["related"][0]["text"]
+
+
+def test_a_list_takes_the_place_of_its_first_hit_with_its_close_items(lists):
+    """Two items about equally close among the first three hits bring their list, in place of the first of them."""
+    r = word_retriever(lists)
+    several = answer("Hva krevde KS til barnevernet, og tiltak for politiet og kommunene?", r)
+    assert [h.start_line for h in several.hits[:3]] == [6, 2, 3] and several.hits[0].source == "liste.txt"
+    assert [c.start_line for c in several.citations] == [6, 2, 3]  # the paragraph first, then the list in its order
+    single = answer("KS vil ha tiltak for staten og kommunene", r)
+    assert not asks_for_several(single.question) and [h.start_line for h in single.hits[:2]] == [4, 3]
+    assert [c.start_line for c in single.citations] == [4, 3]  # the best item first, then the list's order
+    whole = answer("tiltak for staten og for kommunene og for politiet", r)
+    best = whole.hits[0].score
+    assert [c.start_line for c in whole.citations] == [4, 2, 3]
+    assert whole.citations[2].score < best - RELATED_MARGIN * best  # below the margin, but an item of the list
+
+
+def test_the_decline_decision_is_made_on_the_questions_evidence(meetings):
+    """A decline model that asks for a margin over off-topic text answers on-topic questions only."""
+    from assistant.ranking import Decline, Models
+
+    from .fakes import RANKER
+
+    r = word_retriever(meetings, Models(RANKER, Decline(weights={"margin": 50.0}, bias=-5.0)))
+    assert answer("Hvor mye økte kostnadene til barnevernet i kommunene?", r).found
+    off_topic = answer("What is the weather in Bergen tomorrow?", r)
+    assert not off_topic.found and off_topic.related
+
+
+def test_hits_are_as_many_as_the_extracts_allowed(lists):
+    r = word_retriever(lists)
+    assert len(answer("Hvilke tiltak vedtok kommunestyret om skoler og veier?", r).hits) == 10
+    assert len(answer("Hvordan bygger kommunen skoler og veier i sentrum?", r).hits) == 5
+    assert len(answer("Hvordan bygger kommunen skoler og veier i sentrum?", r, k=2).hits) == 2
+
+
+def test_notes_for_a_long_filtered_question_are_joined(meetings):
+    a = answer("Hva krevde KS om barnevernet? " * 2, word_retriever(meetings), max_chars=30, where={"source": KS})
+    assert a.note == f"Spørsmålet var svært langt; bare de første 30 tegnene ble brukt. Søkte bare i: {KS}."
+
+
+def test_a_named_meeting_narrows_a_list_but_not_a_single_answer(meetings):
+    """Without a meeting preference in the ranking, only a question for several things drops the other meetings."""
+    from assistant.ranking import Models
+
+    from .fakes import ALWAYS
+
+    no_preference = dataclasses.replace(ALWAYS.ranker, weights={"passage": 0.3, "sentence": 0.7, "lexical": 0.1})
+    r = word_retriever(meetings, Models(no_preference, ALWAYS.decline))
+    single = answer("Hvor mye økte kostnadene til barnevernet i kommunestyret?", r)
+    assert [(c.source, c.start_line) for c in single.citations] == [(BY, 3), (KS, 3)]
+    assert single.hits[0].meeting == 1.0 and single.hits[1].meeting == 0.0
+    listed = answer("Hvilke kostnader økte for barnevernet og skolene i kommunestyret?", r)
+    assert listed.citations and {c.source for c in listed.citations} == {BY}
+
+
+def test_a_citation_keeps_the_unit_of_its_document(tmp_path):
+    texts = {"notat.docx": "Første avsnitt.\n\nKS krevde mer penger til barnevernet."}
+    r = word_retriever(word_index(tmp_path / "index", texts, unit="paragraph"))
+    a = answer("Hva krevde KS om barnevernet?", r)
+    assert a.citations[0].unit == "paragraph" and "avsnitt 3" in a.markdown
+
+
+def test_a_question_as_norwegian_as_english_is_read_as_norwegian():
+    assert looks_norwegian("the hjem") == 0.5 and question_language("the hjem") == "no"

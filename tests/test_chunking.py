@@ -361,3 +361,34 @@ def test_pronoun_attribution_continues_the_last_named_speaker():
     chunks = chunk_document(Document("a.txt", text, "x"))
     assert chunks[-1].speaker == "sa Lae Solberg fra storbynettverket"
     assert chunks[-1].heading == "Styrke politiet"
+
+
+# --- Structure details: numbered headings, wrapped bullets, who speaks ----------------------------
+
+
+def test_a_numbered_line_alone_between_paragraphs_is_a_heading_but_not_in_a_list() -> None:
+    text = "Første avsnitt.\n\n1. Innledning\n\nTeksten begynner her.\n\n2. Tiltak\n3. Oppfølging\n\nSiste avsnitt."
+    chunks = chunk_document(Document("a.txt", text, "x"))
+    assert [(c.text, c.kind, c.heading) for c in chunks] == [
+        ("Første avsnitt.", "paragraph", ""),
+        ("Teksten begynner her.", "paragraph", "1. Innledning"),
+        ("Tiltak", "bullet", "1. Innledning"),
+        ("Oppfølging", "bullet", "1. Innledning"),
+        ("Siste avsnitt.", "paragraph", "1. Innledning"),
+    ]
+
+
+def test_a_wrapped_bullet_goes_on_indented_or_in_lower_case() -> None:
+    text = "• Første punkt som\n Fortsetter med innrykk\n• Andre punkt som\nfortsetter med liten bokstav\nNy tekst med stor bokstav."
+    chunks = chunk_document(Document("a.txt", text, "x"))
+    assert [(c.text, c.kind, c.start_line, c.end_line) for c in chunks] == [
+        ("Første punkt som Fortsetter med innrykk", "bullet", 1, 2),
+        ("Andre punkt som fortsetter med liten bokstav", "bullet", 3, 4),
+        ("Ny tekst med stor bokstav.", "paragraph", 5, 5),
+    ]
+
+
+def test_only_a_pronoun_without_a_name_continues_the_last_speaker() -> None:
+    text = "– Første sitat, sa Lae Solberg.\n\n– Andre sitat, sa lederen.\n\n– Tredje sitat, la hun til.\n\n– Fjerde sitat, sa hun, Kari Hansen."
+    chunks = chunk_document(Document("a.txt", text, "x"))
+    assert [c.speaker for c in chunks] == ["sa Lae Solberg", "sa lederen", "sa lederen", "sa hun, Kari Hansen"]

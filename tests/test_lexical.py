@@ -268,3 +268,16 @@ def test_question_side_needs_no_dictionary(tmp_path: Path) -> None:
     loaded = LexicalIndex.load(tmp_path)
     for question in ("Hva foreslår KS?", "Hvem er nestlederen?", "Hva med barnet?", "barnevernstjenestene"):
         assert loaded.analyze(question) == analyze(question), question
+
+
+# --- More of the contract ------------------------------------------------------------------------
+
+
+def test_search_returns_the_k_best_of_many() -> None:
+    texts = [f"Kommunen {'har ansvar for skole og ' * (1 + i % 4)}mye annet nummer {i}." for i in range(20)]
+    index = LexicalIndex.build(texts)
+    scores = index.score_all("skole ansvar")
+    for k in (1, 3, 7):
+        ids, top = index.search("skole ansvar", k)
+        rest = np.delete(scores, ids)
+        assert len(ids) == k and top.min() >= rest.max()
