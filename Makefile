@@ -30,7 +30,7 @@ test: install browser
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not browser"
 
-# Mutants of answer, retrieval, lexical and chunking against the fast tests (configured in pyproject.toml).
+# Mutants of answer, retrieval, lexical, bm25 and chunking against the fast tests (configured in pyproject.toml).
 # A fresh run each time, since mutmut keeps old verdicts when only the tests change. CI is unset: the
 # fast tests need neither ../shared nor Chromium, which mutants/ has no path to.
 mutation: install

@@ -33,10 +33,14 @@ def bm25_weights(tf: sparse.csr_matrix, k1: float, b: float) -> sparse.csc_matri
     avg_len = float(doc_len.mean()) if n_docs else 0.0
     df = np.bincount(tf.indices, minlength=tf.shape[1])
     rows = np.repeat(np.arange(n_docs), np.diff(tf.indptr))
-    norm = k1 * (1.0 - b + b * doc_len[rows] / (avg_len or 1.0))
-    data = idf(df, n_docs)[tf.indices] * tf.data * (k1 + 1.0) / (tf.data + norm)
+    data = idf(df, n_docs)[tf.indices] * saturated_tf(tf.data, doc_len[rows], avg_len, k1, b)
     weights = sparse.csr_matrix((data.astype(np.float32), tf.indices, tf.indptr), shape=tf.shape)
     return weights.tocsc()
+
+
+def saturated_tf(tf: np.ndarray | float, length: np.ndarray | float, avg_len: float, k1: float = K1, b: float = B) -> np.ndarray | float:
+    """BM25's term-frequency part: repeats count less and less, and a long passage's words count less."""
+    return tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * length / (avg_len or 1.0)))
 
 
 def idf(df: np.ndarray | int, n_docs: int) -> np.ndarray:

@@ -104,7 +104,7 @@ class Service:
     ) -> Answer:
         return answer(
             question,
-            self.retriever(),
+            self._current(),
             k=k,
             history=list(history),
             max_chars=self.settings.max_question_chars,
@@ -117,7 +117,12 @@ class Service:
         return list(self._search(generation, query, k or self.settings.top_k))
 
     def _search_on(self, generation: str, query: str, k: int) -> tuple[Hit, ...]:
-        return tuple(self.retriever().search(query, k=k))
+        return tuple(self._current().search(query, k=k))
+
+    def _current(self) -> Retriever:
+        """The retriever that answer() or search() just refreshed: one check for a new index per question."""
+        assert self._retriever is not None
+        return self._retriever
 
     def reply(
         self, question: str, history: Sequence[str] = (), where: Mapping[str, object] | None = None

@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -314,7 +314,7 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def build_lock(root: Path, wait: bool = True, on_wait=None) -> Iterator[None]:
+def build_lock(root: Path, wait: bool = True, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
     """One build at a time per index folder; a second one waits (or fails fast) and says who holds it.
 
     The lock file is unbuffered, so a full disk fails here, before the work,

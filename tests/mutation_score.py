@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import sys
+import tomllib
 from collections import Counter
 from pathlib import Path
 
 from mutmut.stats import status_by_exit_code
 
-MODULES = ("answer", "retrieval", "lexical", "chunking")
+MODULES = tomllib.loads(Path("pyproject.toml").read_text(encoding="utf-8"))["tool"]["mutmut"]["only_mutate"]
 CAUGHT = ("killed", "timeout")
 
 
@@ -22,14 +23,14 @@ def main(minimum: float) -> int:
     total: Counter[str] = Counter()
     rows = []
     for module in MODULES:
-        meta = Path("mutants") / "assistant" / f"{module}.py.meta"
+        meta = Path("mutants") / f"{module}.meta"
         if not meta.is_file():
-            print(f"no mutation results for assistant/{module}.py; run `make mutation`", file=sys.stderr)
+            print(f"no mutation results for {module}; run `make mutation`", file=sys.stderr)
             return 2
         codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"].values()
         counts = Counter(status_by_exit_code[code] for code in codes)
         total += counts
-        rows.append((f"assistant/{module}.py", counts))
+        rows.append((module, counts))
     rows.append(("total", total))
     print(f"{'module':<24} {'killed':>7} {'all':>5} {'score':>7}   other")
     for name, counts in rows:

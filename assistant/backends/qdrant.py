@@ -37,7 +37,7 @@ import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from ..bm25 import B, K1, LexicalIndex
+from ..bm25 import LexicalIndex, saturated_tf
 from ..chunking import Chunk, text_key
 from ..lexical import analyze
 from ..meetings import Meeting
@@ -312,11 +312,10 @@ def sparse_vector(chunk: Chunk, side: dict) -> qm.SparseVector:
     """BM25's term-frequency part with the generation's mean length; the server multiplies in the idf."""
     counts = Counter(analyze(chunk.embed_text))
     length = sum(counts.values())
-    norm = K1 * (1.0 - B + B * length / side["avgdl"])
     terms = sorted(counts, key=lambda t: side["term_ids"][t])
     return qm.SparseVector(
         indices=[side["term_ids"][t] for t in terms],
-        values=[counts[t] * (K1 + 1.0) / (counts[t] + norm) for t in terms],
+        values=[float(saturated_tf(counts[t], length, side["avgdl"])) for t in terms],
     )
 
 
