@@ -71,6 +71,11 @@ def visible(revision: int) -> tuple[list[qm.Condition], list[qm.Condition]]:
     ]
 
 
+# The side data of the revision last read, per store: a committed revision's never changes (collection
+# names are unique), so the status line, the viewer and a reload read the small head point only.
+_SIDE: dict[str, tuple[str, int, dict[str, object]]] = {}
+
+
 class QdrantBackend:
     name = "qdrant"
     keeps_unchanged = True
@@ -105,15 +110,20 @@ class QdrantBackend:
             raise StoreError(f"No index found in {self.label}. {FIX}")
         head = self.head(collection)
         revision, parts = int(head["revision"]), int(head["parts"])  # type: ignore[arg-type]
+        known = _SIDE.get(self.label)
+        if known is not None and known[:2] == (collection, revision):
+            return known
         if head.get("format") != SIDE_FORMAT:
             raise StoreError(f"The index in {self.label} has side data of format {head.get('format')}. {FIX}")
         with errors(self.label):
             records = self.client.retrieve(collection, [point_id("side", str(revision), str(i)) for i in range(parts)])
         pieces = {int(r.payload["part"]): str(r.payload["data"]) for r in records if r.payload}
         try:
-            return collection, revision, json.loads("".join(pieces[i] for i in range(parts)))
+            found = collection, revision, json.loads("".join(pieces[i] for i in range(parts)))
         except (KeyError, ValueError) as exc:
             raise StoreError(f"The side data in {self.label} is damaged ({exc}). {FIX}") from exc
+        _SIDE[self.label] = found
+        return found
 
     def manifest(self) -> Manifest:
         return Manifest.from_json(self.side_data()[2]["manifest"])  # type: ignore[arg-type]
