@@ -34,6 +34,10 @@ _MAX_GARBAGE = 0.01
 class SourceError(Exception):
     """A file that cannot be turned into text; read_document puts the file's name in front of the reason."""
 
+    def __init__(self, reason: str, source: str = "") -> None:
+        super().__init__(f"{source}: {reason}" if source else reason)
+        self.reason = reason
+
 
 def decode_text(data: bytes) -> str:
     """Decode bytes of unknown encoding, favouring what Norwegian files are usually saved as.

@@ -127,7 +127,7 @@ def build_index(settings: Settings, full: bool = False, progress: Progress | Non
                 try:
                     doc = read_document(file)
                 except SourceError as exc:
-                    report.skipped.append(Skipped(file.source, str(exc)))
+                    report.skipped.append(Skipped(file.source, exc.reason))
                     continue
                 report.notes.extend(Skipped(file.source, note) for note in doc.notes)
                 fresh.add(file.source)

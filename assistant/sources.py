@@ -169,7 +169,7 @@ def read_document(file: SourceFile) -> Document:
     try:
         data = file.path.read_bytes()
     except OSError as exc:
-        raise SourceError(f"{file.source}: cannot read file: {exc.strerror or exc}") from exc
+        raise SourceError(f"cannot read file: {exc.strerror or exc}", file.source) from exc
     sha = hashlib.sha256(data).hexdigest()
     suffix = file.path.suffix.lower()
     units: tuple[int, ...] | None = None
@@ -188,9 +188,9 @@ def read_document(file: SourceFile) -> Document:
         else:
             raise SourceError(f"unsupported file type '{suffix}'")
     except SourceError as exc:
-        raise SourceError(f"{file.source}: {exc}") from exc
+        raise SourceError(exc.reason, file.source) from exc
     except Exception as exc:  # parsers raise many unrelated types for corrupt input
-        raise SourceError(f"{file.source}: cannot parse {suffix[1:].upper()} file: {exc}") from exc
+        raise SourceError(f"cannot parse {suffix[1:].upper()} file: {exc}", file.source) from exc
     given, body_line, notes = _front_matter(text) if suffix in _TEXT_SUFFIXES else ({}, 0, [])
     origin = "front matter"
     if file.sidecar is not None:

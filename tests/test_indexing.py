@@ -103,6 +103,9 @@ def test_bad_files_are_skipped_with_reasons(workspace):
     report = build_index(workspace)
     skipped = {s.source for s in report.skipped}
     assert {"tom.txt", "binær.txt", "ødelagt.pdf", ".skjult.txt", "notat.txt~"} <= skipped
+    reasons = {s.source: s.reason for s in report.skipped}
+    assert reasons["binær.txt"] == "looks like binary data, not text"  # the file is named once, by the report
+    assert reasons["ødelagt.pdf"].startswith("cannot parse PDF file")
     assert report.files_unchanged == 1
     assert Retriever.load(workspace.index).search("SLT", k=1)
 
