@@ -460,3 +460,76 @@ def test_a_citation_keeps_the_unit_of_its_document(tmp_path):
 
 def test_a_question_as_norwegian_as_english_is_read_as_norwegian():
     assert looks_norwegian("the hjem") == 0.5 and question_language("the hjem") == "no"
+
+
+ROOFS = {"skoler.txt": "Disse skolene får nye tak:\n• Nordbyen skole får nye tak.\n• Sørbyen skole får nye tak.\n"
+         "• Østbyen skole får nye tak.\n\nVeiene i sentrum ble diskutert.\n"}
+
+
+@pytest.fixture(scope="module")
+def roofs(tmp_path_factory):
+    return word_index(tmp_path_factory.mktemp("roofs") / "index", ROOFS)
+
+
+def test_a_lead_in_as_close_as_the_items_is_shown_above_the_list_not_as_an_extract(roofs):
+    a = answer("Hvilke skoler får nye tak?", word_retriever(roofs))
+    lead_in = next(h for h in a.hits if h.text == "Disse skolene får nye tak:")
+    assert lead_in.score >= a.hits[0].score - 2 * RELATED_MARGIN * a.hits[0].score  # close enough to be an extract
+    assert [c.text for c in a.citations] == [f"{s} skole får nye tak." for s in ("Nordbyen", "Sørbyen", "Østbyen")]
+    assert all(c.lead_in == "Disse skolene får nye tak:" for c in a.citations)
+    assert a.markdown.count("Disse skolene får nye tak:") == 1
+
+
+def test_list_items_the_search_found_are_cited_with_their_search_score(roofs):
+    a = answer("Hvilke skoler får nye tak?", word_retriever(roofs))
+    found = {(h.start_line, h.text): h.score for h in a.hits}
+    assert a.citations and all(found[(c.start_line, c.text)] == c.score for c in a.citations)
+
+
+def test_a_question_for_several_things_shows_extracts_twice_as_far_below_the_best(tmp_path):
+    texts = {"budsjett.txt": "Kostnadene til skolene økte.\n\nUtgiftene til skolene steg.\n\nKostnadene for barnehagene økte.\n\n"
+             "Gebyrene økte i Nes.\n\nVeiene i sentrum ble diskutert.\n"}
+    a = answer("Hvilke kostnader økte?", word_retriever(word_index(tmp_path / "index", texts)))
+    best = a.hits[0].score
+    below = {h.start_line: (best - h.score) / (RELATED_MARGIN * best) for h in dedupe(a.hits)}  # in single margins
+    assert asks_for_several(a.question) and 1 < below[5] < 2 < below[7] < 3
+    assert [c.start_line for c in a.citations] == [1, 5]
+
+
+def test_a_list_question_naming_a_meeting_drops_an_equally_close_extract_from_another(tmp_path):
+    from assistant.ranking import Models
+
+    from .fakes import ALWAYS
+
+    texts = {"vik.txt": "Kostnadene til skolene økte.\n", "nes.txt": "Kostnadene til skolene økte mye.\n"}
+    meetings = {"vik.txt": {"title": "Vik kommunestyre", "date": "2025-02-01", "kind": "kommunestyre"},
+                "nes.txt": {"title": "Nes fylkesting", "date": "2025-02-01", "kind": "fylkesting"}}
+    no_preference = dataclasses.replace(ALWAYS.ranker, weights={"passage": 0.3, "sentence": 0.7, "lexical": 0.1})
+    r = word_retriever(word_index(tmp_path / "index", texts, meetings), Models(no_preference, ALWAYS.decline))
+    a = answer("Hvilke kostnader til skolene økte i kommunestyret?", r)
+    assert [(h.source, h.meeting) for h in a.hits] == [("vik.txt", 1.0), ("nes.txt", 0.0)]
+    assert a.hits[1].score >= a.hits[0].score * (1 - 2 * RELATED_MARGIN)  # close enough to be shown otherwise
+    assert [c.source for c in a.citations] == ["vik.txt"]
+
+
+SCHOOLS = {"skoler.txt": "Skoler i Vik får nye tak.\n\nDisse skolene får nye tak:\n• Nordbyen skole får nye tak.\n"
+           "• Sørbyen skole får nye tak.\n• Østbyen skole får nye tak.\n\nNye tak til skoler koster mye.\n"}
+
+
+@pytest.fixture(scope="module")
+def schools(tmp_path_factory):
+    return word_index(tmp_path_factory.mktemp("schools") / "index", SCHOOLS)
+
+
+def test_a_list_below_a_better_paragraph_is_still_shown_whole_in_document_order(schools):
+    a = answer("Hvilke skoler får nye tak?", word_retriever(schools))
+    assert [h.start_line for h in a.hits[:4]] == [1, 5, 6, 4]  # the paragraph first, then the items out of order
+    assert [c.start_line for c in a.citations] == [1, 4, 5, 6]
+    assert [c.lead_in for c in a.citations] == ["", *["Disse skolene får nye tak:"] * 3]
+
+
+def test_a_list_question_whose_best_extract_is_one_item_shows_the_lead_in_above_it_not_as_an_extract(schools):
+    a = answer("Nevn skolene som får nye tak i Nordbyen", word_retriever(schools))
+    assert asks_for_several(a.question) and [h.text for h in a.hits[:2]] == ["Nordbyen skole får nye tak.", "Disse skolene får nye tak:"]
+    assert a.hits[1].score >= a.hits[0].score * (1 - 2 * RELATED_MARGIN)  # close enough to be an extract of its own
+    assert [(c.text, c.lead_in) for c in a.citations] == [("Nordbyen skole får nye tak.", "Disse skolene får nye tak:")]

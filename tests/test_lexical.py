@@ -274,10 +274,31 @@ def test_question_side_needs_no_dictionary(tmp_path: Path) -> None:
 
 
 def test_search_returns_the_k_best_of_many() -> None:
-    texts = [f"Kommunen {'har ansvar for skole og ' * (1 + i % 4)}mye annet nummer {i}." for i in range(20)]
+    texts = [
+        f"Kommunen har {'ansvar for ' * (i % 2)}{'budsjett og ' * (i % 3 == 0)}skole{' og mye annet' * (i % 5)} nummer {i}."
+        for i in range(20)
+    ]
     index = LexicalIndex.build(texts)
-    scores = index.score_all("skole ansvar")
-    for k in (1, 3, 7):
-        ids, top = index.search("skole ansvar", k)
+    scores = index.score_all("skole ansvar budsjett")
+    assert len(set(scores.tolist())) > 10 and scores.min() > 0  # every passage matches, most with a score of its own
+    for k in (1, 3, 7, 19):
+        ids, top = index.search("skole ansvar budsjett", k)
         rest = np.delete(scores, ids)
         assert len(ids) == k and top.min() >= rest.max()
+
+
+def test_the_vocabulary_as_json_weighs_questions_as_its_index_and_refuses_other_formats() -> None:
+    """The Qdrant backend keeps only the vocabulary: read back from JSON it must weigh a question exactly as the index."""
+    from assistant.bm25 import Vocabulary
+
+    texts = [*DISTRACTORS, "Rammetilskuddet økte.", "Skjønnstilskudd ble fordelt.", "Tilskudd til skolene."]
+    index = LexicalIndex.build(texts, compound_weight=0.3, max_expansions=1)
+    data = json.loads(json.dumps(index.to_json()))
+    vocabulary = Vocabulary.from_json(data)
+    for question in ("Hva med tilskudd?", "rammetilskudd til skolene", "xyzzy"):
+        columns, coefficients, attainable = vocabulary.weighted_query(question)
+        expected = index.weighted_query(question)
+        assert columns.tolist() == expected[0].tolist() and np.allclose(coefficients, expected[1]), question
+        assert attainable == pytest.approx(expected[2]) and vocabulary.coverage(question) == pytest.approx(index.coverage(question))
+    with pytest.raises(ValueError, match="vocabulary of format 1, expected 2"):
+        Vocabulary.from_json({**data, "format_version": 1})

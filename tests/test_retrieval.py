@@ -462,3 +462,20 @@ def test_refresh_keeps_the_loaded_index_when_the_pointer_is_gone(tmp_path):
     (root / "CURRENT").unlink()
     assert r.refresh() is False
     assert BARNEVERN in r.search("Hva krevde KS om barnevernet?", k=1)[0].text
+
+
+def test_load_opens_an_index_with_the_weights_that_built_it_and_refuses_others(words, tmp_path, monkeypatch):
+    """Retriever.load over a word index: the model named by the index is loaded; other weights are refused."""
+
+    class NamedWordEmbedder(WordEmbedder):
+        def __init__(self, settings):  # like Embedder: the settings name the model, the weights give the fingerprint
+            super().__init__()
+            self.fingerprint = WordEmbedder.fingerprint if settings.model == "words" else f"{settings.model}-weights"
+
+    monkeypatch.setattr("assistant.retrieval.Embedder", NamedWordEmbedder)
+    r = Retriever.load(words)
+    assert BARNEVERN in r.search("Hva krevde KS om barnevernet?", k=1)[0].text
+    assert r.refresh() is False  # it watches the index it loaded
+    older = word_index(tmp_path / "index", TEXTS, MEETINGS, fingerprint="words-older")
+    with pytest.raises(StoreError, match=r"built with different weights of 'words' \(fingerprint words-older, loaded words-1024\)"):
+        Retriever.load(older)
