@@ -152,29 +152,31 @@ def answer(
 
 
 def whole_lists(hits: Sequence[Hit], search: Search, several: bool) -> list[Hit]:
-    """A list among the hits shown whole: it holds the best hit of a question for several things, or two of
-    its items are among the first three hits and about equally close to the question.
+    """A list among the hits shown whole: it holds (or leads in to) the best hit of a question for several
+    things, or two of its items are among the first three hits and about equally close to the question.
 
     Its items take the place of its first hit: every item whose best sentence
     is within LIST_MARGIN of the best item's, in document order (the best hit
     first, unless the question asked for a list). A hit that only repeats the
     list's lead-in goes, since the lead-in is shown above them.
     """
-    for rank, hit in enumerate(hits):
+    for hit in hits:
         members = search.stored.list_of(hit.chunk_id)
         if not members:
             continue
-        top = [h.sentence for h in hits[:3] if h.chunk_id in members]
-        if not (several and rank == 0) and not (len(top) >= 2 and max(top) - sorted(top)[-2] <= LIST_MARGIN):
+        lead_in = search.stored.chunks_at(members[:1])[0].lead_in
+        shown = [h for h in hits if " ".join(h.text.split()) != lead_in]  # the lead-in is shown above the list
+        top = [h.sentence for h in shown[:3] if h.chunk_id in members]
+        first = next(h for h in hits if h is hit or h in shown)
+        if not (several and first is hit) and not (len(top) >= 2 and max(top) - sorted(top)[-2] <= LIST_MARGIN):
             continue
         known = {h.chunk_id: h for h in hits if h.chunk_id in members}
         items = [known.get(i) or search.hit(i) for i in members]
         best = max(item.sentence for item in items)
         items = [item for item in items if item.sentence >= best - LIST_MARGIN or item.chunk_id == hit.chunk_id]
-        if not several:
+        if not several and hit.chunk_id in members:
             items = [hit, *(item for item in items if item.chunk_id != hit.chunk_id)]
-        lead_in = search.stored.chunks_at(members[:1])[0].lead_in
-        rest = [h for h in hits if h.chunk_id not in members and " ".join(h.text.split()) != lead_in]
+        rest = [h for h in shown if h.chunk_id not in members]
         at = sum(1 for h in hits[: hits.index(hit)] if h in rest)
         return [*rest[:at], *items, *rest[at:]]
     return list(hits)

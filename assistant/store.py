@@ -101,15 +101,14 @@ class StoredIndex:
     by_source: dict[str, list[int]] = field(default_factory=dict)
     meetings: dict[str, Meeting] = field(default_factory=dict)  # per source: what meeting it records
     places: frozenset[str] = frozenset()  # the places the meetings belong to, which a question may name
-    lists: dict[int, tuple[int, ...]] = field(default_factory=dict)  # bullet -> every item of its list
+    lists: dict[int, tuple[int, ...]] = field(default_factory=dict)  # bullet or lead-in -> every item of its list
 
     def __post_init__(self) -> None:
         for i, chunk in enumerate(self.chunks):
             self.by_source.setdefault(chunk.source, []).append(i)
         for ids in self.by_source.values():
-            for run in bullet_lists([self.chunks[i] for i in ids]):
-                members = tuple(ids[j] for j in run)
-                self.lists.update({i: members for i in members})
+            for position, run in list_members([self.chunks[i] for i in ids]).items():
+                self.lists[ids[position]] = tuple(ids[j] for j in run)
         self.meetings = {s: Meeting.from_json(meta.get("meeting")) for s, meta in self.manifest.sources.items()}  # type: ignore[arg-type]
         self.places = place_names(self.meetings.values())
 
@@ -126,6 +125,22 @@ def bullet_lists(chunks: Sequence[Chunk]) -> list[list[int]]:
         if chunk is not None and chunk.kind == "bullet":
             run.append(i)
     return runs
+
+
+def list_members(chunks: Sequence[Chunk]) -> dict[int, tuple[int, ...]]:
+    """One document's passages that belong to a bulleted list, by position, each with the positions of its items.
+
+    The passage that leads in to a list ("KS ba staten om:") maps to the items
+    as well: a question it answers best is answered by the list it introduces.
+    """
+    members: dict[int, tuple[int, ...]] = {}
+    for run in bullet_lists(chunks):
+        items = tuple(run)
+        members.update(dict.fromkeys(items, items))
+        before = run[0] - 1
+        if before >= 0 and chunks[before].kind != "bullet" and chunks[before].text == chunks[run[0]].lead_in:
+            members[before] = items
+    return members
 
 
 def current_generation(root: Path) -> Path | None:

@@ -528,6 +528,15 @@ def test_a_list_below_a_better_paragraph_is_still_shown_whole_in_document_order(
     assert [c.lead_in for c in a.citations] == ["", *["Disse skolene får nye tak:"] * 3]
 
 
+def test_a_list_question_answered_best_by_the_lead_in_gets_the_list_not_the_lead_in_alone(tmp_path):
+    texts = {"veier.txt": "Nye veier i Vik:\n• Storgata får ny asfalt.\n• Kirkeveien får ny asfalt.\n\n"
+                          "Bystyret vil bygge nye veier i Vik i år.\n\nNye veier i Vik koster mye.\n"}
+    a = answer("Hvilke nye veier bygges i Vik?", word_retriever(word_index(tmp_path / "index", texts)))
+    assert a.hits[0].text == "Nye veier i Vik:" and a.hits[0].score > 2 * a.hits[3].score  # the items score far below
+    assert [(c.text, c.lead_in) for c in a.citations] == [
+        ("Storgata får ny asfalt.", "Nye veier i Vik:"), ("Kirkeveien får ny asfalt.", "Nye veier i Vik:")]
+
+
 def test_a_list_question_whose_best_extract_is_one_item_shows_the_lead_in_above_it_not_as_an_extract(schools):
     a = answer("Nevn skolene som får nye tak i Nordbyen", word_retriever(schools))
     assert asks_for_several(a.question) and [h.text for h in a.hits[:2]] == ["Nordbyen skole får nye tak.", "Disse skolene får nye tak:"]

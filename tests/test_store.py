@@ -186,3 +186,18 @@ def test_build_lock_on_a_full_disk_is_one_clear_error(tiny_disk):
     with pytest.raises(WriteError, match="not enough disk space"):
         with build_lock(tiny_disk / "index"):
             pass
+
+
+def test_list_members_map_each_item_and_the_lead_in_to_the_items():
+    from assistant.chunking import chunk_document
+    from assistant.sources import Document
+
+    text = "Innledning.\n\nKS ba staten om:\n• Mer penger.\n• Færre krav.\n\nEt avsnitt.\n• Løst punkt.\n• Enda ett.\n"
+    chunks = chunk_document(Document("ks.txt", text, "x"))
+    members = store.list_members(chunks)
+    texts = [c.text for c in chunks]
+    first, second = (texts.index("Mer penger."), texts.index("Færre krav.")), (texts.index("Løst punkt."), texts.index("Enda ett."))
+    assert members[texts.index("KS ba staten om:")] == first  # the lead-in leads to its list
+    assert members[first[0]] == members[first[1]] == first and members[second[0]] == second
+    assert texts.index("Et avsnitt.") in members  # "Et avsnitt." leads in to the second list too
+    assert texts.index("Innledning.") not in members

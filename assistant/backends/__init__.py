@@ -65,7 +65,7 @@ class Generation(Protocol):
     def chunks_at(self, ids: Sequence[int]) -> list[Chunk]: ...
 
     def list_of(self, chunk_id: int) -> tuple[int, ...]:
-        """Every item of the bulleted list the passage belongs to, in order; () when it is in none."""
+        """Every item of the bulleted list the passage belongs to or leads in to, in order; () when none."""
         ...
 
     def document_chunks(self, source: str) -> list[Chunk]:

@@ -42,7 +42,7 @@ from ..chunking import Chunk, text_key
 from ..lexical import analyze
 from ..meetings import Meeting
 from ..settings import Settings
-from ..store import FIX, Manifest, StoreError, build_lock, bullet_lists
+from ..store import FIX, Manifest, StoreError, build_lock, list_members
 from .qdrant_connection import connect, errors, label
 
 HEAD = 1  # the point naming the committed revision and its side data; passages never get ids below 16
@@ -258,9 +258,8 @@ class QdrantBackend:
         for i in positions:
             by_source.setdefault(chunks[i].source, []).append(i)
         for members in by_source.values():
-            for run in bullet_lists([chunks[i] for i in members]):
-                item_ids = [ids[members[j]] for j in run]
-                lists.update({members[j]: item_ids for j in run})
+            for position, run in list_members([chunks[i] for i in members]).items():
+                lists[members[position]] = [ids[members[j]] for j in run]
         ordinals = {i: n for members in by_source.values() for n, i in enumerate(members)}
         offsets, sentences, vectors = arrays["sentence_offsets"], arrays["sentences"], arrays["vectors"]
         meetings = {s: Meeting.from_json(manifest.sources.get(s, {}).get("meeting")) for s in by_source}  # type: ignore[arg-type]
