@@ -131,9 +131,16 @@ def test_a_line_without_sentence_ends_is_cut_at_the_maximum_with_exact_lines() -
     chunks = chunk_document(doc, max_chars=1500)
     body = chunks[:-1]
     assert len(body) > 1000 and all(len(c.text) <= 1500 for c in body)
-    assert " ".join(c.text for c in body) == words
+    assert " ".join(c.text for c in body) == words  # cut between words only
+    pieces = [c.text for c in body]
+    assert all(len(a) + 1 + len(b.split(" ", 1)[0]) > 1500 for a, b in zip(pieces, pieces[1:]))  # at the last space that fits
     assert all((c.start_line, c.end_line) == (3, 3) and c.sentence_lines == ((3, 3),) for c in body)
     assert (chunks[-1].text, chunks[-1].start_line) == ("Siste linje.", 5)
+
+
+def test_a_line_of_exactly_the_maximum_stays_whole() -> None:
+    line = " ".join(["ordet"] * 250)[:1499] + "x"
+    assert len(line) == 1500 and [c.text for c in chunk_document(Document("full.txt", line, "x"), max_chars=1500)] == [line]
 
 
 def test_a_word_longer_than_the_maximum_is_cut_anywhere() -> None:
