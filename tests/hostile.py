@@ -39,6 +39,20 @@ def word_file(path: Path, document_xml: Iterable[bytes]) -> Path:
     return path
 
 
+def pdf_file(objects: list[bytes]) -> bytes:
+    """A PDF of the given objects, numbered from 1 (the first is the catalog), with its cross-reference table."""
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
+
+
 def zip_bomb_docx(path: Path, unpacked_mb: int) -> Path:
     """Empty paragraphs, `<w:p/>`, until document.xml unpacks to about unpacked_mb megabytes (about 1000 to 1)."""
     block = b"<w:p/>" * 100_000

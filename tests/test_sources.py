@@ -10,6 +10,7 @@ import pytest
 from assistant.chunking import chunk_document
 from assistant.formats import MAX_HTML_ELEMENTS, decode_text
 from assistant.sources import Document, SourceError, SourceFile, read_document, scan_sources
+from tests.hostile import pdf_file
 
 
 def _file(path: Path, root: Path | None = None) -> SourceFile:
@@ -36,16 +37,7 @@ def _pdf(pages: list[list[str]]) -> bytes:
             + f"/Resources << /Font << /F1 3 0 R >> >> /Contents {5 + 2 * index} 0 R >>".encode()
         )
         objects.append(f"<< /Length {len(content)} >>\nstream\n".encode() + content + b"\nendstream")
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return bytes(out)
+    return pdf_file(objects)
 
 
 # --- decoding --------------------------------------------------------------
