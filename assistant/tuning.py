@@ -192,6 +192,40 @@ def choose_ranker(cases: Sequence[Case], report: Callable[[str], None] = print) 
     return METHODS[str(simplest["method"])][1](cases), table
 
 
+def reachable(case: Case, signed: bool = False, names: Sequence[str] = RANK_FEATURES) -> bool:
+    """Whether some weighting of the features puts a right passage strictly first.
+
+    A linear program per right passage: find weights in [0, 1] (with
+    ``signed``, in [-1, 1]) maximising the smallest margin of that passage over
+    every wrong one; it is reachable when that margin is positive.
+    """
+    from scipy.optimize import linprog
+
+    matrix = np.column_stack([case.features[n] for n in names]).astype(np.float64)
+    wrong = matrix[~case.gold]
+    if not len(wrong):
+        return bool(case.gold.any())
+    objective = np.r_[np.zeros(len(names)), -1.0]  # maximise the margin t
+    bounds = [(-1.0 if signed else 0.0, 1.0)] * len(names) + [(None, 1.0)]
+    for g in np.flatnonzero(case.gold):
+        rows = np.hstack([wrong - matrix[g], np.ones((len(wrong), 1))])  # w·(wrong - right) + t <= 0
+        result = linprog(objective, A_ub=rows, b_ub=np.zeros(len(wrong)), bounds=bounds)
+        if result.success and -result.fun > 1e-9:
+            return True
+    return False
+
+
+def ceiling(cases: Sequence[Case], signed: bool = False) -> float:
+    """Share of the questions for which some weighting of the features ranks a right passage first.
+
+    No ranker that weighs these features (with weights of any sign, when
+    ``signed``) can pass it on these questions, even one fitted to each
+    question alone: it says how much better weights could still give before
+    the evidence itself must improve.
+    """
+    return float(np.mean([reachable(c, signed) for c in cases])) if cases else 0.0
+
+
 def fit_decline(x: np.ndarray, y: np.ndarray) -> tuple[Decline, dict[str, object]]:
     """Logistic regression on question-level evidence; threshold from cross-validated in-scope probabilities."""
     from sklearn.linear_model import LogisticRegression
@@ -228,7 +262,13 @@ def tune(
     """Fit both models on the tune half; the provenance records exactly which questions were used."""
     tune_half = split.half(questions, "tune")
     report(f"tune half: {sum(bool(q.expected) for q in tune_half)} in scope, {sum(not q.expected for q in tune_half)} out of scope")
-    ranker, table = choose_ranker(collect(retriever, [q for q in tune_half if q.expected]), report)
+    cases = collect(retriever, [q for q in tune_half if q.expected])
+    ranker, table = choose_ranker(cases, report)
+    top = {"weights_0_to_1": round(ceiling(cases), 4), "weights_any_sign": round(ceiling(cases, signed=True), 4)}
+    report(
+        f"  ceiling of hit@1 for any weighting of these features, even one per question: {top['weights_0_to_1']:.3f}"
+        f" (weights of any sign: {top['weights_any_sign']:.3f})"
+    )
     labels = np.array([bool(q.expected) for q in tune_half])
     decline, decline_cv = fit_decline(evidence(retriever, tune_half, ranker), labels)
     report(f"  decline: {decline_cv}")
@@ -239,6 +279,7 @@ def tune(
         "questions": len(ids),
         "question_ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
         "ranking_cv": table,
+        "ranking_ceiling_hit_at_1": top,
         "decline_cv": decline_cv,
     }
     return Models(ranker, decline, provenance)

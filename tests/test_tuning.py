@@ -10,7 +10,7 @@ import pytest
 
 from assistant.evaluation import Question, load_questions, load_split
 from assistant.ranking import DECLINE_FEATURES, Decline, Ranker, load_models
-from assistant.tuning import Case, choose_ranker, fit_decline, tune
+from assistant.tuning import Case, ceiling, choose_ranker, fit_decline, reachable, tune
 
 from .conftest import ROOT
 
@@ -45,6 +45,16 @@ def test_cross_validation_prefers_the_evidence_that_finds_the_answer():
     assert len(chosen) == 1 and chosen[0]["cv_hit_at_1"] == 1.0
     dense_only = next(row for row in table if row["method"].startswith("dense only"))
     assert dense_only["cv_hit_at_1"] < 1.0
+
+
+def test_the_ceiling_counts_questions_some_weighting_can_answer_first():
+    mixed = _case("a.txt", [0.8, 0.9, 0.5], [0.8, 0.5, 0.9], gold=0)  # first by neither cosine, but by their mean
+    dominated = _case("a.txt", [0.5, 0.6], [0.5, 0.6], gold=0)  # first only if more evidence counted against
+    tied = _case("a.txt", [0.7, 0.7], [0.6, 0.6], gold=1)  # the same evidence: never strictly first
+    assert reachable(mixed) and not reachable(dominated) and not reachable(tied)
+    assert reachable(dominated, signed=True) and not reachable(tied, signed=True)
+    assert ceiling([mixed, dominated, tied]) == pytest.approx(1 / 3)
+    assert ceiling([mixed, dominated, tied], signed=True) == pytest.approx(2 / 3)
 
 
 def test_decline_threshold_keeps_wrong_declines_under_three_percent():
@@ -120,6 +130,9 @@ def test_shipped_models_were_fitted_on_the_tune_half():
     assert not set(shipped.provenance["tune_documents"]) & split.test_documents
     assert shipped.provenance["question_ids_sha256"] == _ids_hash(split.half(questions, "tune"))
     assert any(row.get("chosen") for row in shipped.provenance["ranking_cv"])
+    ceiling_ = shipped.provenance["ranking_ceiling_hit_at_1"]
+    mixes = [row["cv_hit_at_1"] for row in shipped.provenance["ranking_cv"] if not row["method"].startswith(("RRF", "logistic"))]
+    assert max(mixes) <= ceiling_["weights_0_to_1"] <= ceiling_["weights_any_sign"] <= 1.0  # an upper bound of every mix
 
 
 def _ids_hash(questions: list[Question]) -> str:
