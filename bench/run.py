@@ -3,8 +3,9 @@
 Prints a table and writes bench/results.json (git-ignored; the path is printed).
 Every corpus is generated from the bundled text, so a fresh clone needs only
 `make install`. The machine is small and shared: figures are medians with p95
-beside them, and the embedding speed-up is a ratio measured in one run, with
-fp32 and int8 taking turns block by block so that both see the same load.
+beside them, and the embedding speeds are ratios measured in one run, with
+plain PyTorch and the product's fp32 and int8 paths taking turns block by
+block so that all see the same load.
 """
 
 from __future__ import annotations
@@ -185,16 +186,16 @@ def machine() -> dict[str, object]:
 
 
 def cold_start(work: Path, repeats: int) -> dict[str, object]:
-    """Process start to first answer (CLI, int8 and the fp32 reference) and to the app accepting and answering."""
+    """Process start to first answer (CLI, both precisions) and to the app accepting and answering."""
     result: dict[str, object] = {"repeats": repeats}
-    for precision in ("int8", "fp32"):
+    for precision in embedding.PRECISIONS:
         index = str(work / f"bundled-{precision}")
         seconds, rss, _ = run_child(["build", "--index", index, "--sources", "source_texts", "--precision", precision])
         asks = [run_child(["ask", QUESTION, "--index", index, "--precision", precision]) for _ in range(repeats)]
         result[precision] = {"bundled_build_s": round(seconds, 2), "bundled_build_peak_rss_mb": rss,
                              "ask_first_answer_s": _median([a[0] for a in asks]),
                              "ask_peak_rss_mb": max(a[1] for a in asks)}
-    app = [_app_start(work / "bundled-int8") for _ in range(repeats)]
+    app = [_app_start(work / "bundled-fp32") for _ in range(repeats)]
     result["app_accepting_s"] = _median([a["accepting_s"] for a in app])
     result["app_first_answer_s"] = _median([a["first_answer_s"] for a in app])
     result["app_peak_rss_mb"] = max(a["peak_rss_mb"] for a in app)
@@ -255,39 +256,36 @@ def _ask_app(url: str, question: str) -> str:
 
 
 def throughput(settings: Settings, n: int, block: int) -> tuple[dict[str, object], np.ndarray]:
-    """Passages per second of the product's int8 path vs plain fp32 ``encode``, taking turns per block."""
+    """Passages per second of both product paths (ONNX Runtime fp32 and int8) and plain PyTorch ``encode``.
+
+    The three take turns per block, in a rotating order, so each sees the same load.
+    """
     texts = passages(n, seed=1)
     plain = embedding.load_model(settings.model, settings.cache_dir)
-    fast = embedding.Embedder(settings.replace(precision="int8"))
+    product = {p: embedding.Embedder(settings.replace(precision=p)) for p in embedding.PRECISIONS}
     prefixed = [settings.passage_prefix + t for t in texts]
     plain.encode(prefixed[:8])
-    fast.embed_passages(texts[:8])
-    spent = {"fp32": 0.0, "int8": 0.0}
-    ratios, reference, vectors = [], [], []
-    for start in range(0, n, block):
-        turn = {"fp32": lambda: reference.append(plain.encode(prefixed[start : start + block])),
-                "int8": lambda: vectors.append(fast.embed_passages(texts[start : start + block]))}
-        order = ("fp32", "int8") if (start // block) % 2 == 0 else ("int8", "fp32")
-        took = {name: timed(turn[name]) for name in order}
-        for name in took:
-            spent[name] += took[name]
-        ratios.append(took["fp32"] / took["int8"])
-    fp32 = np.concatenate(reference)
-    fp32 /= np.linalg.norm(fp32, axis=1, keepdims=True)
-    int8 = np.concatenate(vectors)
-    cosine = (fp32 * int8).sum(axis=1)
-    return {
-        "passages": n,
-        "mean_chars": round(float(np.mean([len(t) for t in texts])), 1),
-        "fp32_plain_encode_per_s": round(n / spent["fp32"], 1),
-        "int8_per_s": round(n / spent["int8"], 1),
-        "ratio_median_of_blocks": round(float(np.median(ratios)), 2),
-        "ratio_total": round(spent["fp32"] / spent["int8"], 2),
-        "ratios_per_turn": [round(r, 2) for r in ratios],
-        "block": block,
-        "cosine_to_fp32": {"min": round(float(cosine.min()), 4), "p1": round(float(np.percentile(cosine, 1)), 4),
-                           "mean": round(float(cosine.mean()), 4)},
-    }, int8
+    for embedder in product.values():
+        embedder.embed_passages(texts[:8])
+    spent = {"pytorch": 0.0, **{p: 0.0 for p in product}}
+    out: dict[str, list[np.ndarray]] = {name: [] for name in spent}
+    for turn, start in enumerate(range(0, n, block)):
+        runs = {"pytorch": lambda: out["pytorch"].append(plain.encode(prefixed[start : start + block]))}
+        runs.update({p: (lambda e=e, p=p: out[p].append(e.embed_passages(texts[start : start + block]))) for p, e in product.items()})
+        names = list(runs)
+        for name in names[turn % len(names):] + names[: turn % len(names)]:
+            spent[name] += timed(runs[name])
+    vectors = {name: np.concatenate(parts) for name, parts in out.items()}
+    reference = vectors["pytorch"] / np.linalg.norm(vectors["pytorch"], axis=1, keepdims=True)
+    result: dict[str, object] = {
+        "passages": n, "mean_chars": round(float(np.mean([len(t) for t in texts])), 1), "block": block,
+        "pytorch_plain_encode_per_s": round(n / spent["pytorch"], 1),
+    }
+    for p in product:
+        cosine = (reference * vectors[p]).sum(axis=1)
+        result[p] = {"per_s": round(n / spent[p], 1), "ratio_to_pytorch": round(spent["pytorch"] / spent[p], 2),
+                     "cosine_to_pytorch": {"min": round(float(cosine.min()), 4), "mean": round(float(cosine.mean()), 4)}}
+    return result, vectors[settings.precision]
 
 
 def variants(settings: Settings, n: int, block: int) -> list[dict[str, object]]:
@@ -296,7 +294,8 @@ def variants(settings: Settings, n: int, block: int) -> list[dict[str, object]]:
 
     texts = [settings.passage_prefix + t for t in passages(n, seed=2)]
     plain = embedding.load_model(settings.model, settings.cache_dir)
-    int8 = embedding.load_int8(settings.model, settings.cache_dir)
+    fp32 = embedding.load_onnx(settings.model, settings.cache_dir, "fp32")
+    int8 = embedding.load_onnx(settings.model, settings.cache_dir, "int8")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch_int8 = torch.ao.quantization.quantize_dynamic(
@@ -307,8 +306,9 @@ def variants(settings: Settings, n: int, block: int) -> list[dict[str, object]]:
         "fp32 encode, batch 8": lambda b: plain.encode(b, batch_size=8),
         "fp32 encode, 1 thread": lambda b: _threads(1, lambda: plain.encode(b)),
         "torch int8 dynamic (per channel)": torch_int8.encode,
+        "onnxruntime fp32, batch 8 (default)": fp32.encode,
         "onnxruntime int8, batch 32": lambda b: int8.encode(b, batch_size=32),
-        "onnxruntime int8, batch 8 (kept)": int8.encode,
+        "onnxruntime int8, batch 8 (int8)": int8.encode,
     }
     reference = [plain.encode(texts[a : a + block], normalize_embeddings=True) for a in range(0, n, block)]
     rows = []
@@ -524,19 +524,19 @@ def table(results: dict[str, object]) -> str:
     lines = [
         f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; torch threads {m['torch_threads']}, "
         f"faiss threads {m['faiss_threads']}; load average {m['load_average_at_start']} -> {m['load_average_at_end']}",
-        f"precision: {results['precision']}; int8 export {results['int8_export']}",
+        f"precision: {results['precision']}; ONNX exports {results['onnx_exports']}",
         "",
         "cold start (median of %d)                   seconds   peak RSS MB" % c["repeats"],
+        f"  ask: process start -> answer (fp32)      {c['fp32']['ask_first_answer_s']:>7}   {c['fp32']['ask_peak_rss_mb']:>8}",
         f"  ask: process start -> answer (int8)      {c['int8']['ask_first_answer_s']:>7}   {c['int8']['ask_peak_rss_mb']:>8}",
-        f"  ask: process start -> answer (fp32 ref.) {c['fp32']['ask_first_answer_s']:>7}   {c['fp32']['ask_peak_rss_mb']:>8}",
         f"  app: process start -> accepting          {c['app_accepting_s']:>7}",
         f"  app: process start -> 1st answer         {c['app_first_answer_s']:>7}   {c['app_peak_rss_mb']:>8}",
         "",
         f"embedding {t['passages']} passages (mean {t['mean_chars']} chars), turns of {t['block']}",
-        f"  plain fp32 SentenceTransformer.encode  {t['fp32_plain_encode_per_s']:>7} passages/s",
-        f"  int8 (product)                         {t['int8_per_s']:>7} passages/s",
-        f"  ratio: median of turns {t['ratio_median_of_blocks']}x, total {t['ratio_total']}x; cosine to fp32 "
-        f"min {t['cosine_to_fp32']['min']}, mean {t['cosine_to_fp32']['mean']}",
+        f"  plain PyTorch SentenceTransformer.encode  {t['pytorch_plain_encode_per_s']:>7} passages/s",
+        *(f"  {p} in ONNX Runtime (product)            {t[p]['per_s']:>7} passages/s = {t[p]['ratio_to_pytorch']}x; "
+          f"cosine to PyTorch min {t[p]['cosine_to_pytorch']['min']}, mean {t[p]['cosine_to_pytorch']['mean']}"
+          for p in embedding.PRECISIONS),
         f"  build: {b['passages']} passages in {b['build_s']} s = {b['passages_per_s']} passages/s "
         f"(with their sentences), peak RSS {b['peak_rss_mb']} MB",
         "",
@@ -574,14 +574,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_env()
     sizes = (1_000, 10_000) if args.quick else (1_000, 10_000, 100_000)
     results: dict[str, object] = {"machine": machine(), "precision": embedding.precision_of(settings)}
-    export_s = timed(lambda: embedding.ensure_exported(settings.model, settings.cache_dir))
-    results["int8_export"] = f"made now in {export_s:.0f} s (once per model)" if export_s > 1 else "cached"
+    export_s = timed(lambda: [embedding.ensure_exported(settings.model, settings.cache_dir, p) for p in embedding.PRECISIONS])
+    results["onnx_exports"] = f"made now in {export_s:.0f} s (once per model)" if export_s > 1 else "cached"
     with tempfile.TemporaryDirectory(prefix="ks-bench-") as tmp:
         work = Path(tmp)
         _step("cold start")
         results["cold_start"] = cold_start(work, repeats=1 if args.quick else 3)
         _step(f"load: {load.CLIENTS} concurrent clients, /api/answer and /chat")
-        results["load"] = load.run(work / "bundled-int8", rounds=1 if args.quick else 3, seconds=3 if args.quick else 5)
+        results["load"] = load.run(work / "bundled-fp32", rounds=1 if args.quick else 3, seconds=3 if args.quick else 5)
         _step("embedding throughput")
         results["throughput"], basis = throughput(settings, n=200 if args.quick else 2000, block=100 if args.quick else 200)
         results["variants"] = variants(settings, n=64 if args.quick else 400, block=32 if args.quick else 100)

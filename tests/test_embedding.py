@@ -1,4 +1,4 @@
-"""The Embedder: the fast int8 path must stay the fp32 model, and say which one it is."""
+"""The Embedder: both exports must stay the PyTorch model, and say which precision they are."""
 
 from __future__ import annotations
 
@@ -57,9 +57,16 @@ def int8() -> Embedder:
 
 @pytest.fixture(scope="module")
 def fp32() -> Embedder:
+    return Embedder(Settings.from_env(precision="fp32"))
+
+
+@pytest.fixture(scope="module")
+def pytorch() -> embedding._Fp32Model:
+    """The model as sentence-transformers runs it: what both exports are held to."""
+    settings = Settings.from_env()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return Embedder(Settings.from_env(precision="fp32"))
+        return embedding._Fp32Model(settings.model, settings.cache_dir, settings.batch_size)
 
 
 def test_unknown_precision_is_refused_before_any_model_loads():
@@ -67,8 +74,31 @@ def test_unknown_precision_is_refused_before_any_model_loads():
         Embedder(Settings.from_env(precision="fp16"))
 
 
-def test_default_precision_is_int8():
-    assert embedding.precision_of(Settings()) == "int8"
+def test_default_precision_is_fp32():
+    assert embedding.precision_of(Settings()) == "fp32"
+
+
+@pytest.mark.slow
+def test_fp32_runs_in_onnx_runtime_and_is_the_pytorch_model(fp32, pytorch):
+    assert isinstance(fp32._model, embedding.OnnxModel) and fp32.fingerprint == pytorch.fingerprint
+    for embed in ("embed_passages", "embed_queries"):
+        prefix = "passage: " if embed == "embed_passages" else "query: "
+        reference = pytorch.encode([prefix + s for s in SENTENCES])
+        assert (_embed(fp32, embed) * reference).sum(axis=1).min() >= 0.9999, embed
+
+
+@pytest.mark.slow
+def test_fp32_falls_back_to_pytorch_when_the_model_does_not_export(fp32, monkeypatch, caplog):
+    def fails(*args: object) -> None:
+        raise ModelError("Exporting the fp32 model to ONNX failed:\nunsupported operator")
+
+    monkeypatch.setattr(embedding, "load_onnx", fails)
+    fallback = Embedder(Settings.from_env(precision="fp32"))
+    assert isinstance(fallback._model, embedding._Fp32Model) and "PyTorch instead" in caplog.text
+    assert fallback.fingerprint == fp32.fingerprint
+    assert float(fallback.embed_query(SENTENCES[0]) @ fp32.embed_query(SENTENCES[0])) >= 0.9999
+    with pytest.raises(ModelError, match="unsupported operator"):
+        Embedder(Settings.from_env(precision="int8"))
 
 
 @pytest.mark.slow
@@ -127,32 +157,36 @@ def test_empty_input_gives_an_empty_matrix(request, precision):
 
 
 @pytest.mark.slow
-def test_export_is_made_once_and_leaves_no_work_folders(int8):
+@pytest.mark.parametrize("precision", ["int8", "fp32"])
+def test_export_is_made_once_and_leaves_no_work_folders(request, precision):
+    request.getfixturevalue(precision)
     settings = Settings.from_env()
-    folder = embedding.ensure_exported(settings.model, settings.cache_dir)
-    assert embedding.ensure_exported(settings.model, settings.cache_dir) == folder
+    folder = embedding.ensure_exported(settings.model, settings.cache_dir, precision)
+    assert embedding.ensure_exported(settings.model, settings.cache_dir, precision) == folder
     assert {p.name for p in folder.iterdir()} == {"model.onnx", "tokenizer.json", "meta.json"}
-    assert not list(settings.cache_dir.glob(".int8-*"))
+    assert not list(settings.cache_dir.glob(f".{precision}-*"))
 
 
 @pytest.mark.slow
-def test_export_that_strays_from_fp32_is_refused(int8, fp32, monkeypatch):
-    monkeypatch.setattr(embedding, "MIN_COSINE", 1.01)
+def test_export_that_strays_from_pytorch_is_refused(int8, fp32, pytorch, monkeypatch):
+    monkeypatch.setattr(embedding, "MIN_COSINE", {"fp32": 1.01, "int8": 1.01})
     with pytest.raises(ModelError, match="ASSISTANT_PRECISION=fp32"):
-        embedding._check_agreement(fp32._model._st, int8._model, "the bundled model")
+        embedding._check_agreement(pytorch._st, int8._model, "the bundled model", "int8")
+    with pytest.raises(ModelError, match="does not run this model faithfully"):
+        embedding._check_agreement(pytorch._st, fp32._model, "the bundled model", "fp32")
 
 
 @pytest.mark.slow
 def test_int8_answers_the_dev_set_within_two_questions_of_fp32(retriever, settings, tmp_path):
-    """Every dev-set figure of `eval` within two questions of fp32 (the ranker was fitted on int8 features)."""
+    """Every dev-set figure of `eval` within two questions of fp32 (the ranker was fitted on fp32 features)."""
     if not DEV_SET.is_file():
         pytest.skip(f"{DEV_SET} not available")
     questions = load_questions(DEV_SET)
-    reference = settings.replace(precision="fp32", index=tmp_path / "index")
-    build_index(reference, progress=lambda *args: None)
-    fp32 = evaluate(Retriever.load(reference.index, settings=reference), questions)
-    int8 = evaluate(retriever, questions)
-    assert retriever.embedder.precision == "int8"
+    faster = settings.replace(precision="int8", index=tmp_path / "index")
+    build_index(faster, progress=lambda *args: None)
+    int8 = evaluate(Retriever.load(faster.index, settings=faster), questions)
+    fp32 = evaluate(retriever, questions)
+    assert retriever.embedder.precision == "fp32"
     for mode, groups in fp32.modes.items():
         for lang, expected in groups.items():
             got, n = int8.modes[mode][lang], expected.questions
