@@ -507,7 +507,7 @@ def million_point(work: Path, n: int, basis: np.ndarray, embedder: embedding.Emb
         "hybrid_search": latency(retriever.run, qs),
         "lexical_score_all": latency(lexical.score_all, qs),
         **comparison,
-        "synthetic": "vectors: mixtures of 3 real int8 passage vectors + N(0, 0.005) noise, normalised; "
+        "synthetic": "vectors: mixtures of 3 real passage vectors + N(0, 0.005) noise, normalised; "
         "postings: drawn from the term and length distribution of generated passages; one sentence per passage",
     }
 
