@@ -219,7 +219,7 @@ def test_the_documents_panel_removes_after_asking_and_restores(page: Page, ui_se
     page.get_by_role("button", name="Fjern …").click()
     expect(page.locator("#remove-question")).to_contain_text("til papirkurven")
     page.get_by_role("button", name="Avbryt").click()
-    expect(page.locator("#remove-confirm")).to_be_hidden()
+    expect(page.locator("#remove-confirm:visible")).to_have_count(0)  # Gradio may briefly render the group twice
     assert (ui_settings.sources / hostile["source"]).is_file()  # nothing happens without the confirmation
 
     page.get_by_role("button", name="Fjern …").click()
