@@ -264,17 +264,19 @@ def throughput(settings: Settings, n: int, block: int) -> tuple[dict[str, object
     plain = embedding.load_model(settings.model, settings.cache_dir)
     product = {p: embedding.Embedder(settings.replace(precision=p)) for p in embedding.PRECISIONS}
     prefixed = [settings.passage_prefix + t for t in texts]
-    plain.encode(prefixed[:8])
-    for embedder in product.values():
-        embedder.embed_passages(texts[:8])
-    spent = {"pytorch": 0.0, **{p: 0.0 for p in product}}
-    out: dict[str, list[np.ndarray]] = {name: [] for name in spent}
+    encoders: dict[str, Callable[[slice], np.ndarray]] = {
+        "pytorch": lambda part: plain.encode(prefixed[part]),
+        **{p: (lambda part, e=e: e.embed_passages(texts[part])) for p, e in product.items()},
+    }
+    names = list(encoders)
+    for encode in encoders.values():
+        encode(slice(0, 8))
+    spent = dict.fromkeys(names, 0.0)
+    out: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for turn, start in enumerate(range(0, n, block)):
-        runs = {"pytorch": lambda: out["pytorch"].append(plain.encode(prefixed[start : start + block]))}
-        runs.update({p: (lambda e=e, p=p: out[p].append(e.embed_passages(texts[start : start + block]))) for p, e in product.items()})
-        names = list(runs)
+        part = slice(start, start + block)
         for name in names[turn % len(names):] + names[: turn % len(names)]:
-            spent[name] += timed(runs[name])
+            spent[name] += timed(lambda: out[name].append(encoders[name](part)))
     vectors = {name: np.concatenate(parts) for name, parts in out.items()}
     reference = vectors["pytorch"] / np.linalg.norm(vectors["pytorch"], axis=1, keepdims=True)
     result: dict[str, object] = {
