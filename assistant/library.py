@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import documents
+from .render import escape
 from .settings import Settings
 from .sources import SUPPORTED_SUFFIXES, SourceError, SourceFile, read_document
 from .store import DISK_FULL
@@ -83,12 +84,16 @@ def save_upload(upload: Path, settings: Settings, replace: bool) -> tuple[str, b
     return f"{name}: {'erstattet' if existed else 'lagt til'}", True
 
 
-def save_uploads(paths: Sequence[str], settings: Settings, replace: bool) -> tuple[list[str], bool]:
+def save_uploads(paths: Sequence[str], settings: Settings, replace: bool, received: Path) -> tuple[list[str], bool]:
+    """Save the files the page received into ``received`` (its upload folder); any other path is refused unread."""
     lines: list[str] = []
     changed = False
+    folder = received.resolve()
     for raw in paths:
         upload = Path(raw)
         try:
+            if not upload.resolve().is_relative_to(folder) or not upload.is_file():
+                raise Refused("bare filer som er lastet opp i denne forespørselen, kan legges til")
             line, wrote = save_upload(upload, settings, replace)
         except Refused as exc:
             lines.append(f"{upload.name}: ikke lagret – {exc}.")
@@ -115,7 +120,7 @@ def document_rows(inventory: documents.Inventory) -> list[list[object]]:
 
 
 def skipped_text(inventory: documents.Inventory) -> str:
-    lines = [f"- **{s.source}**: {s.reason}" for s in inventory.skipped]
+    lines = [f"- **{escape(s.source)}**: {escape(s.reason)}" for s in inventory.skipped]
     return ("**Hoppet over:**\n" + "\n".join(lines)) if lines else ""
 
 
@@ -129,4 +134,7 @@ def remove_question(inventory: documents.Inventory, source: str | None) -> str:
     found = next((d for d in inventory.documents if d.source == source), None)
     if found is None:
         return ""
-    return f"Flytte **{found.title}** ({found.source}) til papirkurven? Filen slettes ikke, og den kan gjenopprettes."
+    return (
+        f"Flytte **{escape(found.title)}** ({escape(found.source)}) til papirkurven? "
+        "Filen slettes ikke, og den kan gjenopprettes."
+    )

@@ -22,6 +22,7 @@ from starlette.types import Scope
 from .api import create_api, mcp_tools
 from .auth import AuthGate, Credentials, Throttle
 from .indexing import build_index, index_status
+from .limits import BodyLimit
 from .service import Service
 from .settings import Settings
 from .ui import build_app, gr, page_options
@@ -36,13 +37,17 @@ def create_app(settings: Settings, credentials: Credentials | None = None, throt
     service = Service(settings)
     service.preload()
     app = create_api(service)
-    page = build_app(service, tools=mcp_tools(service))
+    page = build_app(service, tools=mcp_tools(service), credentials=credentials)
     login = credentials.page_login if credentials.users else None
     gr.mount_gradio_app(app, page, path="/", auth=login, mcp_server=True, **page_options(settings))  # type: ignore[arg-type]
     if not page.mcp_server:  # Gradio reports a failed MCP set-up only in this attribute
         raise RuntimeError(getattr(page, "mcp_error", "the MCP server could not be started"))
+    # Gradio applies its file-access rules (inputs only from its upload folder) only to launched apps;
+    # a mounted app is served all the same, so it gets them too.
+    page.has_launched = True
     mounted = next(route.app for route in app.routes if isinstance(route, Mount) and route.path == "")
     app.add_middleware(AuthGate, credentials=credentials, page_session=logged_in(mounted), throttle=throttle)
+    app.add_middleware(BodyLimit)
     return app
 
 
@@ -76,9 +81,20 @@ def exposure_warning(host: str, credentials: Credentials) -> str | None:
 
 
 def server_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
-    """Quiet logs; open event streams (the page's queue, MCP sessions) get 2 s to close on shutdown."""
+    """Quiet logs; open event streams (the page's queue, MCP sessions) get 2 s to close on shutdown.
+
+    X-Forwarded-For is believed only from the proxies named in ``forwarded_allow_ips``: uvicorn's own
+    default trusts 127.0.0.1, so any local client could claim to be anyone and dodge the login throttle.
+    """
+    proxies = settings.forwarded_allow_ips.strip()
     return uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=2
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        timeout_graceful_shutdown=2,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
     )
 
 

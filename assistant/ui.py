@@ -10,15 +10,18 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
 for _name, _value in OFFLINE_ENV.items():
     os.environ.setdefault(_name, _value)
 
 import gradio as gr  # noqa: E402  (the environment above must be set before gradio is imported)
+from gradio.utils import get_upload_folder as gradio_upload_folder  # noqa: E402
 
 from . import documents  # noqa: E402
 from .answer import escape  # noqa: E402
+from .auth import Credentials  # noqa: E402
 from .indexing import index_status  # noqa: E402
 from .library import (  # noqa: E402
     ALL_MEETINGS,
@@ -45,6 +48,10 @@ EXAMPLES = (
     "Which ministers did KS meet?",
 )
 NO_DISK_SPACE = "Ikke nok diskplass: indeksen ble ikke oppdatert. Den forrige indeksen svarer fortsatt; frigjør plass og prøv igjen."
+NEEDS_TOKEN = (
+    "Å legge til eller fjerne tekster krever innlogging: denne serveren tar bare imot API-token "
+    "(Authorization: Bearer …). Be den som driver serveren om et token, eller om en bruker (--auth)."
+)
 VIEWER_HINT = '<p class="hint">Still et spørsmål. Kildene til svaret åpnes her, med de siterte linjene markert.</p>'
 
 # System fonts only; dark blue buttons keep white text above WCAG AA contrast (the default orange does not).
@@ -152,13 +159,24 @@ def _user(question: str, limit: int) -> dict[str, object]:
 # ---- the page --------------------------------------------------------------------------------
 
 
-def build_app(service: Service, tools: Sequence[Callable[..., object]] = ()) -> gr.Blocks:
+def build_app(
+    service: Service, tools: Sequence[Callable[..., object]] = (), credentials: Credentials | None = None
+) -> gr.Blocks:
     """The page, its /chat and /upload endpoints, and ``tools`` as the only documented endpoints (the MCP tools).
 
-    The page's own endpoints stay callable but undocumented, so MCP clients list only the tools.
+    The page's own endpoints stay callable but undocumented, so MCP clients list only the tools. With
+    tokens but no users the page is open, so adding and removing texts asks for a token like the API.
     """
     settings = service.settings
     limit = settings.max_question_chars
+    credentials = credentials or Credentials()
+    token_needed = bool(credentials.token_digests and not credentials.users)
+
+    def may_change(request: gr.Request | None) -> bool:
+        if not token_needed:
+            return True  # no auth at all, or users: the gate let only logged-in clients this far
+        headers = request.headers if request is not None else {}
+        return credentials.check_header(headers.get("authorization", ""))
 
     def respond(message: str, messages: list, questions: list[str], meeting: str | None = "") -> Iterator[tuple]:
         message = message or ""
@@ -209,21 +227,29 @@ def build_app(service: Service, tools: Sequence[Callable[..., object]] = ()) -> 
             lines.append(f"Indeksen kunne ikke oppdateres: {exc}")
         return "\n".join(lines)
 
-    def upload(files: list[str] | None, replace: bool = False, progress: gr.Progress = gr.Progress()) -> str:
+    def upload(
+        files: list[str] | None, replace: bool = False, request: gr.Request = None, progress: gr.Progress = gr.Progress()
+    ) -> str:
         """Lagre opplastede tekster i tekstmappen og oppdater indeksen; svaret er en statusrapport."""
+        if not may_change(request):
+            return NEEDS_TOKEN
         if not files:
             return "Velg én eller flere filer først."
-        lines, changed = save_uploads(files, settings, bool(replace))
+        lines, changed = save_uploads(files, settings, bool(replace), Path(gradio_upload_folder()))
         return rebuilt(lines, progress, force=changed)
 
-    def remove(source: str | None, progress: gr.Progress = gr.Progress()) -> tuple:
+    def remove(source: str | None, request: gr.Request = None, progress: gr.Progress = gr.Progress()) -> tuple:
+        if not may_change(request):
+            return gr.update(visible=False), NEEDS_TOKEN
         try:
             moved = documents.remove(settings, source or "")
         except (documents.DocumentError, OSError) as exc:
             return gr.update(visible=False), f"Ikke fjernet: {exc}"
         return gr.update(visible=False), rebuilt([f"{source} er flyttet til papirkurven ({moved})."], progress, True)
 
-    def restore(name: str | None, progress: gr.Progress = gr.Progress()) -> str:
+    def restore(name: str | None, request: gr.Request = None, progress: gr.Progress = gr.Progress()) -> str:
+        if not may_change(request):
+            return NEEDS_TOKEN
         try:
             back = documents.restore(settings, name or "")
         except (documents.DocumentError, OSError) as exc:

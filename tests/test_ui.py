@@ -57,10 +57,25 @@ def test_unsupported_and_binary_uploads_are_refused_with_a_reason(tmp_path: Path
     exe.write_bytes(b"MZ\x00\x01")
     binary = tmp_path / "data.txt"
     binary.write_bytes(bytes(range(256)) * 4)
-    lines, changed = save_uploads([str(exe), str(binary)], Settings(sources=sources), replace=False)
+    lines, changed = save_uploads([str(exe), str(binary)], Settings(sources=sources), replace=False, received=tmp_path)
     assert not changed and not list(sources.iterdir())
     assert "program.exe: ikke lagret – filtypen «.exe» støttes ikke" in lines[0]
     assert lines[1].startswith("data.txt: ikke lagret – kan ikke leses som tekst")
+
+
+def test_only_files_in_the_upload_folder_are_read(tmp_path: Path) -> None:
+    """A path the client names outside the folder the page received files into is refused, never read."""
+    sources, received = tmp_path / "sources", tmp_path / "received"
+    sources.mkdir()
+    received.mkdir()
+    secret = tmp_path / "tokens.txt"
+    secret.write_text("hemmelig-token-0123456789abcdef\n", encoding="utf-8")
+    (received / "lenke.txt").symlink_to(secret)
+    escape = received / ".." / "tokens.txt"
+    lines, changed = save_uploads([str(secret), str(escape), str(received / "lenke.txt")], Settings(sources=sources),
+                                  replace=False, received=received)
+    assert not changed and not list(sources.iterdir())
+    assert all("ikke lagret – bare filer som er lastet opp" in line for line in lines)
 
 
 def test_an_existing_file_is_replaced_only_when_asked(tmp_path: Path) -> None:
@@ -72,11 +87,11 @@ def test_an_existing_file_is_replaced_only_when_asked(tmp_path: Path) -> None:
     upload.write_text("ny tekst\n", encoding="utf-8")
     settings = Settings(sources=sources)
 
-    lines, changed = save_uploads([str(upload)], settings, replace=False)
+    lines, changed = save_uploads([str(upload)], settings, replace=False, received=tmp_path)
     assert not changed and "referat.md: ikke lagret" in lines[0] and "Erstatt eksisterende filer" in lines[0]
     assert (sources / "referat.md").read_text(encoding="utf-8") == "gammel tekst\n"
 
-    lines, changed = save_uploads([str(upload)], settings, replace=True)
+    lines, changed = save_uploads([str(upload)], settings, replace=True, received=tmp_path)
     assert changed and lines == ["referat.md: erstattet"]
     assert (sources / "referat.md").read_text(encoding="utf-8") == "ny tekst\n"
     assert sorted(p.name for p in sources.iterdir()) == ["referat.md"]
@@ -86,7 +101,7 @@ def test_a_zip_bomb_upload_is_refused_without_unpacking_it(tmp_path: Path) -> No
     sources = tmp_path / "sources"
     sources.mkdir()
     bomb = zip_bomb_docx(tmp_path / "rapport.docx", unpacked_mb=300)
-    lines, changed = save_uploads([str(bomb)], Settings(sources=sources), replace=False)
+    lines, changed = save_uploads([str(bomb)], Settings(sources=sources), replace=False, received=tmp_path)
     assert not changed and not list(sources.iterdir())
     assert lines[0].startswith("rapport.docx: ikke lagret – kan ikke leses som tekst")
     assert "unpacks to 300 MB, more than the limit of 50 MB" in lines[0]
@@ -99,7 +114,7 @@ def test_an_upload_on_a_full_disk_leaves_no_temporary_file(tiny_disk: Path, tmp_
     fill_disk(tiny_disk, leave=64 * 1024)
     upload = tmp_path / "referat.md"
     upload.write_text("# Referat\n\n" + "Kommunestyret vedtok budsjettet. " * 10_000, encoding="utf-8")
-    lines, changed = save_uploads([str(upload)], Settings(sources=sources), replace=False)
+    lines, changed = save_uploads([str(upload)], Settings(sources=sources), replace=False, received=tmp_path)
     assert not changed
     assert lines == ["referat.md: ikke lagret – ikke nok diskplass."]
     assert sorted(p.name for p in sources.iterdir()) == ["gammel.md"]
@@ -245,3 +260,66 @@ def test_the_page_on_a_full_disk_says_so_and_keeps_answering(built, tmp_path: Pa
             assert report.splitlines() == ["notat.md: lagt til", NO_DISK_SPACE]
             assert not [p.name for p in texts.iterdir() if p.name.endswith(".tmp")]
             assert SLT_EXTRACT in plain(ask(client, "Hva krevde KS om SLT?"))
+
+
+# ---- the upload route names a server file: D1 of the hostile probe --------------------------------------
+
+
+def call_route(url: str, api_name: str, data: list, headers: dict[str, str] | None = None) -> tuple[str, str]:
+    """POST /gradio_api/call/<name> as any HTTP client may, then read the event stream: (event, data)."""
+    started = httpx.post(f"{url}gradio_api/call/{api_name}", json={"data": data}, headers=headers, timeout=30)
+    started.raise_for_status()
+    events = httpx.get(f"{url}gradio_api/call/{api_name}/{started.json()['event_id']}", headers=headers, timeout=120)
+    last = [line for line in events.text.splitlines() if line.startswith(("event:", "data:"))][-2:]
+    return last[0].removeprefix("event:").strip(), last[1].removeprefix("data:").strip()
+
+
+@pytest.mark.slow
+def test_the_upload_route_never_reads_a_file_the_client_names(app_url: str, ui_settings: Settings, tmp_path: Path) -> None:
+    """The probe's request: a FileData whose path is a server file. It must not reach the texts."""
+    secret = Path.cwd() / f"hemmelig-{tmp_path.name}.txt"
+    secret.write_text("Tokenet til API-et er sk-hemmelig-0123456789abcdef.\n", encoding="utf-8")
+    try:
+        payload = {"path": str(secret), "orig_name": "x.txt", "meta": {"_type": "gradio.FileData"}}
+        event, data = call_route(app_url, "upload", [[payload], False])
+        assert event == "error" or "ikke lagret" in data
+        assert not any("sk-hemmelig" in p.read_text(errors="ignore") for p in ui_settings.sources.rglob("*") if p.is_file())
+    finally:
+        secret.unlink()
+
+
+@pytest.fixture(scope="module")
+def token_only_url(ui_settings: Settings):
+    """The page open, tokens on: chatting needs nothing, changing the texts needs a token."""
+    from assistant import build_index
+    from assistant.auth import TOKENS_ENV, Credentials
+    from assistant.server import create_app, running
+
+    build_index(ui_settings)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = ui_settings.replace(port=port)
+    with running(create_app(settings, Credentials.load(environ={TOKENS_ENV: PAGE_TOKEN})), settings) as url:
+        yield url
+
+
+PAGE_TOKEN = "ui-test-token-0123456789abcdef"
+
+
+@pytest.mark.slow
+def test_with_tokens_only_changing_the_texts_needs_a_token(token_only_url: str, ui_settings: Settings, tmp_path: Path) -> None:
+    from gradio_client import Client, handle_file
+
+    note = tmp_path / "tokennotat.md"
+    note.write_text("# Notat\n\nFormannskapet i Eksempelby vedtok et nytt lysløype-prosjekt.\n", encoding="utf-8")
+    anonymous = httpx.post(token_only_url + "gradio_api/upload", files=[("files", ("a.md", b"# A\n\nTekst.\n"))])
+    assert anonymous.status_code == 401
+    for api_name, data in (("upload", [[], False]),):
+        event, reply = call_route(token_only_url, api_name, data)
+        assert "krever innlogging" in reply
+    assert "ks-konsultasjonsmote-2024-04-26.txt" in plain(ask(Client(token_only_url, verbose=False), "Hva krevde KS om SLT?"))
+    trusted = Client(token_only_url, verbose=False, headers={"Authorization": f"Bearer {PAGE_TOKEN}"})
+    report = trusted.predict([handle_file(str(note))], False, api_name="/upload")
+    assert "tokennotat.md: lagt til" in report
+    (ui_settings.sources / "tokennotat.md").unlink()
