@@ -17,7 +17,7 @@ from .lexical import looks_norwegian
 from .render import TEXTS, UNIT_LABELS, escape, render_markdown, render_text
 from .retrieval import HISTORY_TURNS, TURN_CHARS, Hit, Retriever, Search, Where
 
-__all__ = ["TEXTS", "Answer", "Citation", "answer", "escape", "render_markdown", "render_text"]
+__all__ = ["TEXTS", "Answer", "Asked", "Citation", "answer", "escape", "render_markdown", "render_text"]
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,26 @@ def asks_for_several(question: str) -> bool:
     return _SEVERAL.search(question) is not None
 
 
+@dataclass(frozen=True)
+class Asked:
+    """A question and its history, cleaned and cut to their limits before anything else is done with them.
+
+    This is what is answered and what a cache may keep: a pasted megabyte costs no more than the limit.
+    """
+
+    question: str
+    history: tuple[str, ...] = ()
+    truncated: bool = False
+
+    @classmethod
+    def of(cls, question: str, history: Sequence[str] = (), max_chars: int = TURN_CHARS) -> Asked:
+        cleaned = _clean(question[: 4 * max_chars])  # cleaning only shortens, so this cut keeps what counts
+        turns = (_clean(turn[: 4 * max_chars])[:max_chars] for turn in list(history)[-HISTORY_TURNS:])
+        return cls(cleaned[:max_chars], tuple(t for t in turns if t), len(cleaned) > max_chars)
+
+
 def answer(
-    question: str,
+    question: str | Asked,
     retriever: Retriever,
     k: int | None = None,
     history: Sequence[str] = (),
@@ -119,24 +137,22 @@ def answer(
     several things. ``where`` limits the answer to documents (see Retriever.search). When the
     question asks for several things, or the best extracts are items of one
     list, the list is shown whole: its lead-in once, then every relevant item.
+    An ``Asked`` is answered as it is; a plain question is cut with ``history`` and ``max_chars`` first.
     """
-    cleaned = _clean(question[: 4 * max_chars])  # cleaning only shortens; a huge paste costs no more than this
+    asked = question if isinstance(question, Asked) else Asked.of(question, history, max_chars)
+    cleaned = asked.question
     lang = question_language(cleaned) if cleaned else "no"
     if not cleaned:
-        return Answer(question, False, lang, markdown=TEXTS[lang]["empty"])
-    notes = []
-    if len(cleaned) > max_chars:
-        cleaned = cleaned[:max_chars]
-        notes.append(TEXTS[lang]["truncated"].format(n=max_chars))
+        return Answer(cleaned, False, lang, markdown=TEXTS[lang]["empty"])
+    notes = [TEXTS[lang]["truncated"].format(n=len(cleaned))] if asked.truncated else []
     several = asks_for_several(cleaned)
     limit = k if k is not None else LIST_ITEMS if several else DEFAULT_K
-    turns = [c for c in (_clean(turn[: 4 * max_chars]) for turn in history[-HISTORY_TURNS:]) if c]
-    search = retriever.run(cleaned, k=limit, history=turns, where=where)
+    search = retriever.run(cleaned, k=limit, history=list(asked.history), where=where)
     if Where.of(where):
         notes.append(TEXTS[lang]["filtered"].format(where=_describe(Where.of(where))))
     hits = dedupe(search.hits)
     found = bool(hits) and retriever.models.decline.answers(decline_features(search))
-    result = Answer(question, found, lang, hits=search.hits, note=" ".join(notes))
+    result = Answer(cleaned, found, lang, hits=search.hits, note=" ".join(notes))
     if result.found:
         margin = RELATED_MARGIN * _scale(hits) * (2 if several else 1)  # a list answer reaches further down
         chosen = [h for h in hits if h.score >= hits[0].score - margin][:limit]

@@ -7,15 +7,17 @@ rebuilt index starts with an empty memory because its generation differs.
 
 from __future__ import annotations
 
-import functools
+import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Generic, TypeVar
 
-from .answer import TEXTS, Answer, Citation, answer, escape
+from .answer import TEXTS, Answer, Asked, Citation, answer, escape
 from .embedding import ModelError
 from .indexing import BuildReport, build_index
 from .retrieval import Hit, Retriever
@@ -27,7 +29,58 @@ log = logging.getLogger(__name__)
 
 LOADING = "Laster modellen …"
 BUILDING = "Bygger indeksen …"
-REMEMBERED = 1024  # answers and searches kept per process, least recently used dropped first
+REMEMBERED = 1024  # answers and searches kept per process, least recently used dropped first ...
+REMEMBERED_BYTES = 64_000_000  # ... and at most about this much text between them
+
+T = TypeVar("T")
+
+
+class Remembered(Generic[T]):
+    """Least recently used results, bounded in entries and in (estimated) bytes, keyed by a hash.
+
+    The key is a SHA-256 of what was asked after it was cut to its limits, so a
+    megabyte-long question costs 32 bytes of key, and the byte bound holds however long the answers are.
+    """
+
+    def __init__(self, size: Callable[[T], int], entries: int = REMEMBERED, max_bytes: int = REMEMBERED_BYTES) -> None:
+        self.size, self.entries, self.max_bytes = size, entries, max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[bytes, tuple[T, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, parts: Hashable, compute: Callable[[], T]) -> T:
+        key = hashlib.sha256(repr(parts).encode("utf-8", "surrogatepass")).digest()
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key][0]
+        value = compute()
+        cost = self.size(value) + 200
+        with self._lock:
+            if key not in self._items and cost <= self.max_bytes:
+                self._items[key] = (value, cost)
+                self.bytes += cost
+                while len(self._items) > self.entries or self.bytes > self.max_bytes:
+                    _, (_, dropped) = self._items.popitem(last=False)
+                    self.bytes -= dropped
+        return value
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _answer_size(result: Answer) -> int:
+    quoted = [*result.citations, *result.related]
+    return (
+        len(result.markdown)
+        + len(result.question)
+        + sum(len(h.text) + 300 for h in result.hits)
+        + sum(len(c.text) + len(c.highlight) + len(c.lead_in) + 300 for c in quoted)
+    )
+
+
+def _hits_size(hits: tuple[Hit, ...]) -> int:
+    return sum(len(h.text) + 300 for h in hits)
 
 
 @dataclass
@@ -47,8 +100,8 @@ class Service:
         self.started = time.monotonic()
         self._retriever: Retriever | None = None
         self._lock = threading.Lock()
-        self._answer = functools.lru_cache(maxsize=REMEMBERED)(self._answer_on)
-        self._search = functools.lru_cache(maxsize=REMEMBERED)(self._search_on)
+        self._answers: Remembered[Answer] = Remembered(_answer_size)
+        self._searches: Remembered[tuple[Hit, ...]] = Remembered(_hits_size)
 
     @property
     def ready(self) -> bool:
@@ -94,30 +147,24 @@ class Service:
         history: Sequence[str] = (),
         where: Mapping[str, object] | None = None,
     ) -> Answer:
-        """answer() on the current index; without ``k``, answer() chooses (5, or 10 for a list)."""
+        """answer() on the current index; without ``k``, answer() chooses (5, or 10 for a list).
+
+        The question and history are cut to their limits first, so nothing longer is kept or hashed.
+        """
+        asked = Asked.of(question, history, self.settings.max_question_chars)
         frozen = tuple(sorted(where.items())) if where else None
         generation = self.retriever().stored.key
-        return self._answer(generation, question, k, tuple(history), frozen)
-
-    def _answer_on(
-        self, generation: str, question: str, k: int | None, history: tuple[str, ...], where: tuple | None
-    ) -> Answer:
-        return answer(
-            question,
-            self._current(),
-            k=k,
-            history=list(history),
-            max_chars=self.settings.max_question_chars,
-            where=dict(where) if where else None,
+        return self._answers.get(
+            (generation, asked, k, frozen),
+            lambda: answer(asked, self._current(), k=k, where=dict(frozen) if frozen else None),
         )
 
     def search(self, query: str, k: int | None = None) -> list[Hit]:
         """Retriever.search() on the current index, best first."""
+        query = query[: self.settings.max_question_chars]
+        k = k or self.settings.top_k
         generation = self.retriever().stored.key
-        return list(self._search(generation, query, k or self.settings.top_k))
-
-    def _search_on(self, generation: str, query: str, k: int) -> tuple[Hit, ...]:
-        return tuple(self._current().search(query, k=k))
+        return list(self._searches.get((generation, query, k), lambda: tuple(self._current().search(query, k=k))))
 
     def _current(self) -> Retriever:
         """The retriever that answer() or search() just refreshed: one check for a new index per question."""
