@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from typing import TYPE_CHECKING
 
 from .archive import UnsafeArchive, check_zip
@@ -237,22 +238,114 @@ def _docx_prefix(paragraph: Paragraph) -> str:
     return ""
 
 
+MAX_PDF_PAGES = 2_000  # a long report has a few hundred; each page costs a content parse
+MAX_PDF_PAGE_BYTES = 5_000_000  # one page's content after inflating; pypdf parses it whole, at about 0.25 MB/s
+MAX_PDF_CONTENT_BYTES = 50_000_000  # page content after inflating, all pages together
+MAX_PDF_OPERATORS = 1_500_000  # drawing operators, all pages together; pypdf reads about 40,000 a second
+MAX_PDF_SECONDS = 30.0  # checked between pages and operators; the sandbox kills a parser that stops checking
+
+
 def pdf_text(data: bytes) -> tuple[str, tuple[int, ...]]:
+    """Text page by page, within budgets for pages, inflated content, operators and time.
+
+    pypdf bounds one stream and one page; a file of many large pages would pass
+    each check and still take gigabytes or minutes, so the whole file has budgets.
+    """
     from pypdf import PdfReader
 
     reader = PdfReader(io.BytesIO(data))
     if reader.is_encrypted and not reader.decrypt(""):
         raise SourceError("encrypted PDF")
+    if _more_pages_than(reader, MAX_PDF_PAGES):
+        raise SourceError(f"refused: more than {MAX_PDF_PAGES:,} pages")
+    budget = _PdfBudget()
     pages: list[str] = []
     numbers: list[int] = []
     for number, page in enumerate(reader.pages, start=1):
-        text = (page.extract_text() or "").replace("\r\n", "\n").replace("\r", "\n").strip("\n")
+        budget.content(page)
+        text = page.extract_text(visitor_operand_before=budget.operator) or ""
+        text = text.replace("\r\n", "\n").replace("\r", "\n").strip("\n")
         if text.strip():
             pages.append(text)
             numbers.append(number)
     if not pages:
         raise SourceError("no text layer; scanned PDF?")
     return _join_units(pages, numbers)
+
+
+def _more_pages_than(reader: object, limit: int) -> bool:
+    """Walk the page tree until ``limit`` pages are passed: pypdf counts by building every page (20 s for 99,000)."""
+    from pypdf.generic import ArrayObject, DictionaryObject
+
+    pending = [reader.trailer["/Root"]["/Pages"]]  # type: ignore[attr-defined]
+    seen: set[int] = set()
+    pages = 0
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ArrayObject):
+            pending.extend(reversed(node))
+            continue
+        reference = getattr(node, "idnum", None)
+        if reference is not None:
+            if reference in seen:
+                continue
+            seen.add(reference)
+        node = node.get_object()
+        if not isinstance(node, DictionaryObject):
+            continue
+        kids = node.get("/Kids")
+        if kids is None:
+            pages += 1
+            if pages > limit:
+                return True
+        else:
+            pending.append(kids.get_object())
+    return False
+
+
+class _PdfBudget:
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.operators = 0
+        self.deadline = time.monotonic() + MAX_PDF_SECONDS
+
+    def content(self, page: object) -> None:
+        """Inflate the page's content streams (pypdf keeps them for the text pass) and count their bytes."""
+        from pypdf.generic import ArrayObject, StreamObject
+
+        contents = page.get("/Contents")  # type: ignore[attr-defined]
+        resolved = contents.get_object() if contents is not None else None
+        streams = [s.get_object() for s in resolved] if isinstance(resolved, ArrayObject) else [resolved]
+        size = sum(len(s.get_data()) for s in streams if isinstance(s, StreamObject))
+        if size > MAX_PDF_PAGE_BYTES:
+            raise SourceError(f"refused: a page's content inflates to more than {MAX_PDF_PAGE_BYTES / 1_000_000:g} MB")
+        self.bytes += size
+        if self.bytes > MAX_PDF_CONTENT_BYTES:
+            raise SourceError(f"refused: page content inflates to more than {MAX_PDF_CONTENT_BYTES // 1_000_000} MB")
+        self._in_time()
+
+    def operator(self, *_: object) -> None:
+        self.operators += 1
+        if self.operators > MAX_PDF_OPERATORS:
+            raise SourceError(f"refused: more than {MAX_PDF_OPERATORS:,} drawing operators")
+        if self.operators % 4096 == 0:
+            self._in_time()
+
+    def _in_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise SourceError(f"refused: reading it took longer than {MAX_PDF_SECONDS:g} s")
+
+
+STRUCTURED = {".html": "line", ".htm": "line", ".docx": "paragraph", ".pdf": "page"}  # suffix -> citation unit
+
+
+def parse_structured(suffix: str, data: bytes) -> tuple[str, tuple[int, ...] | None]:
+    """HTML, Word or PDF bytes -> text and, for Word and PDF, the unit of every line (run in the sandbox)."""
+    if suffix == ".docx":
+        return docx_text(data)
+    if suffix == ".pdf":
+        return pdf_text(data)
+    return html_to_text(decode_text(data)), None
 
 
 def _join_units(blocks: list[str], numbers: list[int] | None = None) -> tuple[str, tuple[int, ...]]:

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .formats import SourceError, decode_text, docx_text, html_to_text, pdf_text
+from .formats import STRUCTURED, SourceError, decode_text, parse_structured
 from .meetings import Meeting, describe
+from .sandbox import Failure, Refusal, run_limited
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".docx", ".pdf")
 SIDECAR = ".meta.yaml"
@@ -25,7 +28,9 @@ TRASH = ".trash"  # removed documents wait here, unindexed, to be restored
 MAX_SIDECAR_BYTES = 64_000
 
 _TEXT_SUFFIXES = (".txt", ".md", ".markdown")
-_HTML_SUFFIXES = (".html", ".htm")
+MEMO_CHARS = 20_000_000  # parsed HTML, Word and PDF text kept by content hash, the oldest dropped first
+_memo: OrderedDict[tuple[str, str], tuple[str, tuple[int, ...] | None] | SourceError] = OrderedDict()
+_memo_lock = threading.Lock()
 _TEMP_SUFFIXES = {".swp": "editor swap file", ".bak": "backup file", ".tmp": "temporary file"}
 
 
@@ -164,6 +169,32 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _parsed(suffix: str, data: bytes, sha: str) -> tuple[str, tuple[int, ...] | None]:
+    """Parse in the sandbox, once per content: an upload's check and the build after it share the result."""
+    key = (sha, suffix)
+    with _memo_lock:
+        if key in _memo:
+            _memo.move_to_end(key)
+            result = _memo[key]
+            if isinstance(result, SourceError):
+                raise SourceError(result.reason)
+            return result
+    try:
+        result: tuple[str, tuple[int, ...] | None] | SourceError = run_limited(parse_structured, suffix, data).value
+    except Failure as exc:
+        label = suffix[1:].upper()
+        result = SourceError(str(exc) if exc.kind == "SourceError" else f"cannot parse {label} file: {exc}")
+    except Refusal as exc:
+        result = SourceError(f"refused: {exc}")
+    with _memo_lock:
+        _memo[key] = result
+        while sum(len(r[0]) for r in _memo.values() if not isinstance(r, SourceError)) > MEMO_CHARS:
+            _memo.popitem(last=False)
+    if isinstance(result, SourceError):
+        raise SourceError(result.reason)
+    return result
+
+
 def read_document(file: SourceFile) -> Document:
     """Extract text in the file's citation unit, and its meeting; every failure names the file."""
     try:
@@ -173,24 +204,16 @@ def read_document(file: SourceFile) -> Document:
     sha = hashlib.sha256(data).hexdigest()
     suffix = file.path.suffix.lower()
     units: tuple[int, ...] | None = None
-    unit = "line"
+    unit = STRUCTURED.get(suffix, "line")
     try:
         if suffix in _TEXT_SUFFIXES:
             text = decode_text(data)
-        elif suffix in _HTML_SUFFIXES:
-            text = html_to_text(decode_text(data))
-        elif suffix == ".docx":
-            text, units = docx_text(data)
-            unit = "paragraph"
-        elif suffix == ".pdf":
-            text, units = pdf_text(data)
-            unit = "page"
+        elif suffix in STRUCTURED:
+            text, units = _parsed(suffix, data, sha)
         else:
             raise SourceError(f"unsupported file type '{suffix}'")
     except SourceError as exc:
         raise SourceError(exc.reason, file.source) from exc
-    except Exception as exc:  # parsers raise many unrelated types for corrupt input
-        raise SourceError(f"cannot parse {suffix[1:].upper()} file: {exc}", file.source) from exc
     given, body_line, notes = _front_matter(text) if suffix in _TEXT_SUFFIXES else ({}, 0, [])
     origin = "front matter"
     if file.sidecar is not None:

@@ -331,3 +331,90 @@ def test_the_trash_is_neither_indexed_nor_reported(tmp_path: Path) -> None:
     (tmp_path / ".trash" / "b.txt").write_text("Borte.", encoding="utf-8")
     files, skipped = scan_sources(tmp_path)
     assert [f.source for f in files] == ["a.txt"] and skipped == []
+
+
+# --- PDF budgets: whole files, not only pages (run in-process, with the budgets made small) ---------
+
+
+def _inflating_pdf(contents: list[bytes]) -> bytes:
+    """One page per content stream, each compressed, so a small file inflates to a lot of content."""
+    import zlib
+
+    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(len(contents)))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{kids}] /Count {len(contents)} >>".encode(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    for index, content in enumerate(contents):
+        packed = zlib.compress(content, 9)
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+            + f"/Resources << /Font << /F1 3 0 R >> >> /Contents {5 + 2 * index} 0 R >>".encode()
+        )
+        objects.append(f"<< /Length {len(packed)} /Filter /FlateDecode >>\nstream\n".encode() + packed + b"\nendstream")
+    return pdf_file(objects)
+
+
+SHOW = b"BT /F1 12 Tf 72 720 Td (Hei) Tj ET\n"  # five operators
+
+
+def test_a_pdf_with_too_many_pages_is_refused_before_any_page_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant import formats
+
+    monkeypatch.setattr(formats, "MAX_PDF_PAGES", 3)
+    with pytest.raises(SourceError, match="more than 3 pages"):
+        formats.pdf_text(_inflating_pdf([SHOW] * 4))
+    assert formats.pdf_text(_inflating_pdf([SHOW] * 3))[0].count("Hei") == 3
+
+
+def test_inflated_content_is_bounded_for_the_whole_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each page is under the budget, together they are not: the file is refused at the page that passes it."""
+    from assistant import formats
+
+    monkeypatch.setattr(formats, "MAX_PDF_CONTENT_BYTES", 1_000_000)
+    page = SHOW + b"%" + b"x" * 400_000 + b"\n"
+    assert formats.pdf_text(_inflating_pdf([page, page]))[0].count("Hei") == 2
+    with pytest.raises(SourceError, match="page content inflates to more than 1 MB"):
+        formats.pdf_text(_inflating_pdf([page, page, page]))
+
+
+def test_drawing_operators_and_time_are_bounded_for_the_whole_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant import formats
+
+    monkeypatch.setattr(formats, "MAX_PDF_OPERATORS", 1_000)
+    assert formats.pdf_text(_inflating_pdf([SHOW * 150]))  # 750 operators
+    with pytest.raises(SourceError, match="more than 1,000 drawing operators"):
+        formats.pdf_text(_inflating_pdf([SHOW * 150, SHOW * 150]))
+    monkeypatch.setattr(formats, "MAX_PDF_SECONDS", 0.0)
+    with pytest.raises(SourceError, match="took longer than 0 s"):
+        formats.pdf_text(_inflating_pdf([SHOW]))
+
+
+def test_a_structured_file_is_parsed_once_for_its_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upload is checked, then built: the second read of the same bytes uses the first one's result."""
+    from assistant import sources
+
+    calls = []
+    real = sources.run_limited
+    monkeypatch.setattr(sources, "run_limited", lambda fn, *args: calls.append(args[0]) or real(fn, *args))
+    first, second = tmp_path / "a.pdf", tmp_path / "kopi.pdf"
+    data = _pdf([["Et notat om en helt egen sak, lest bare én gang."]])
+    first.write_bytes(data)
+    second.write_bytes(data)
+    assert _read(first).text == _read(second).text == _read(first).text
+    assert calls == [".pdf"]
+    broken = tmp_path / "ødelagt.pdf"
+    broken.write_bytes(b"%PDF-1.4\n ikke en gyldig fil " + os.urandom(8).hex().encode())
+    for _ in range(2):
+        with pytest.raises(SourceError, match="ødelagt.pdf"):
+            _read(broken)
+    assert calls == [".pdf", ".pdf"]  # a refusal is remembered too
+
+
+def test_one_page_whose_content_is_too_large_is_refused_before_it_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant import formats
+
+    monkeypatch.setattr(formats, "MAX_PDF_PAGE_BYTES", 100_000)
+    with pytest.raises(SourceError, match="a page's content inflates to more than 0.1 MB"):
+        formats.pdf_text(_inflating_pdf([SHOW * 3000]))
