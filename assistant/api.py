@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import logging
 import os
+import re
 import time
 import typing
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import Annotated
 import anyio
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, create_model
@@ -151,7 +153,7 @@ def create_api(service: Service) -> FastAPI:
         try:
             manifest = loaded.stored.manifest if loaded else read_manifest(settings)
         except StoreError as exc:
-            return JSONResponse({**report, "status": "error", "detail": str(exc)}, status_code=503)
+            return JSONResponse({**report, "status": "error", "detail": without_paths(str(exc))}, status_code=503)
         report.update(
             generation=Path(loaded.stored.key).name if loaded else _generation_name(settings),
             built_at=manifest.built_at,
@@ -162,12 +164,21 @@ def create_api(service: Service) -> FastAPI:
         )
         if loaded is None:
             report["status"] = "error" if service.error else "loading"
-            report["detail"] = service.error or "the model is loading"
+            report["detail"] = without_paths(service.error) or "the model is loading"
         return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": validation_message(exc)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """FastAPI answers a body it cannot decode (not UTF-8, nested too deeply) with a vague 400; make it
+        the 422 every other bad body gets."""
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            detail = "the body is not valid JSON (not UTF-8, or nested too deeply)"
+            return JSONResponse({"detail": detail}, status_code=422)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(FilterError)
     async def bad_filter(request: Request, exc: FilterError) -> JSONResponse:
@@ -191,6 +202,16 @@ def validation_message(exc: RequestValidationError) -> str:
         place = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "query"))
         lines.append(f"{place or 'body'}: {error.get('msg', 'invalid')}")
     return "; ".join(lines)
+
+
+_QUOTED_PATH = re.compile(r"""(['"])([^'"]*/[^'"]*)\1""")
+_BARE_PATH = re.compile(r"(?:~|\.{1,2})?(?:/[^\s/'\"]+)+/?")
+
+
+def without_paths(message: str) -> str:
+    """An error for an open route: each file path reduced to its last part, so no server path is shown."""
+    quoted = _QUOTED_PATH.sub(lambda m: m.group(1) + Path(m.group(2)).name + m.group(1), message)
+    return _BARE_PATH.sub(lambda m: Path(m.group(0)).name, quoted)
 
 
 def _generation_name(settings: Settings) -> str | None:

@@ -16,7 +16,6 @@ import contextlib
 import functools
 import hashlib
 import hmac
-import json
 import os
 import secrets
 from collections import OrderedDict
@@ -25,7 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .limits import refuse
 
 TOKENS_ENV = "ASSISTANT_API_TOKENS"
 MIN_TOKEN_CHARS = 16
@@ -216,59 +218,92 @@ class _Client:
     failures: int = 0
 
 
-class Throttle:
-    """Per client address: login attempts run one at a time, and after n failures in a row the
-    answer to the next failure waits ``min(cap, base * 2**(n-1))`` seconds. A success resets it."""
+class Busy(Exception):
+    """An attempt that waited longer than the throttle allows for its turn; answered 429."""
 
-    def __init__(self, base: float = 0.5, cap: float = 8.0, clients: int = 4096) -> None:
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("too many login attempts at once")
+        self.retry_after = retry_after
+
+
+class Throttle:
+    """Per client address and per user name: login attempts run one at a time, and after n failures
+    in a row the answer to the next failure waits ``min(cap, base * 2**(n-1))`` seconds. A success
+    resets both. An attempt waits at most ``wait`` seconds for its turn and is then refused, so
+    abandoned attempts leave the queue and a correct login answers soon after an attack stops."""
+
+    def __init__(self, base: float = 0.5, cap: float = 8.0, clients: int = 4096, wait: float | None = None) -> None:
         self.base, self.cap, self.clients = base, cap, clients
+        self.wait = cap + 2.0 if wait is None else wait
         self._clients: OrderedDict[str, _Client] = OrderedDict()
 
     def delay(self, failures: int) -> float:
         return min(self.cap, self.base * 2 ** (failures - 1)) if failures > 0 else 0.0
 
-    def failures(self, client: str) -> int:
-        state = self._clients.get(client)
+    def failures(self, key: str) -> int:
+        state = self._clients.get(key)
         return state.failures if state else 0
 
-    @contextlib.asynccontextmanager
-    async def turn(self, client: str) -> AsyncIterator[_Turn]:
-        """One attempt's turn; attempts from the same client wait for each other, delays included."""
-        state = self._clients.get(client)
+    def _state(self, key: str) -> _Client:
+        state = self._clients.get(key)
         if state is None:
-            state = self._clients[client] = _Client()
+            state = self._clients[key] = _Client()
             if len(self._clients) > self.clients:
                 self._clients.popitem(last=False)
-        self._clients.move_to_end(client)
-        async with state.lock:
-            yield _Turn(self, state)
+        self._clients.move_to_end(key)
+        return state
+
+    @contextlib.asynccontextmanager
+    async def turn(self, *keys: str) -> AsyncIterator[_Turn]:
+        """One attempt's turn for every key (an address, a user name); always taken in the order given."""
+        states = [self._state(key) for key in dict.fromkeys(keys)]
+        held: list[_Client] = []
+        deadline = asyncio.get_running_loop().time() + self.wait
+        try:
+            for state in states:
+                left = deadline - asyncio.get_running_loop().time()
+                try:
+                    await asyncio.wait_for(state.lock.acquire(), timeout=max(left, 0.001))
+                except TimeoutError:
+                    raise Busy(self.wait) from None
+                held.append(state)
+            yield _Turn(self, states)
+        finally:
+            for state in reversed(held):
+                state.lock.release()
 
 
 @dataclass
 class _Turn:
     throttle: Throttle
-    state: _Client
+    states: list[_Client]
 
     async def record(self, ok: bool) -> None:
-        """A success resets the count; a failure waits its delay while still holding the client's turn."""
+        """A success resets the counts; a failure waits its delay while still holding the turns."""
         if ok:
-            self.state.failures = 0
+            for state in self.states:
+                state.failures = 0
             return
-        self.state.failures += 1
-        await asyncio.sleep(self.throttle.delay(self.state.failures))
+        for state in self.states:
+            state.failures += 1
+        await asyncio.sleep(self.throttle.delay(max(state.failures for state in self.states)))
+
+
+LOGIN_BYTES = 16 * 1024  # the login form's body: a name and a password
 
 
 class AuthGate:
     """ASGI middleware in front of everything. Every route but the open ones needs a page login
-    (``page_session``), HTTP Basic or a bearer token; login attempts are throttled. With tokens
-    but no users, the page has no login and only the API and MCP (``token_only``) are closed."""
+    (``page_session``), HTTP Basic or a bearer token; login attempts are throttled per address
+    and per user name. With tokens but no users, the page has no login, and only the API, MCP
+    and the routes that change the texts (``token_only``) are closed."""
 
     def __init__(
         self,
         app: ASGIApp,
         credentials: Credentials,
         page_session: Callable[[Scope], bool] = lambda scope: False,
-        token_only: tuple[str, ...] = ("/api/", "/docs", "/openapi.json", "/gradio_api/mcp"),
+        token_only: tuple[str, ...] = ("/api/", "/docs", "/openapi.json", "/gradio_api/mcp", "/gradio_api/upload"),
         throttle: Throttle | None = None,
     ) -> None:
         self.app = app
@@ -297,9 +332,14 @@ class AuthGate:
             return
         ok = self.credentials.check_header(authorization, remembered_only=True)
         if not ok:
-            async with self.throttle.turn(_client(scope)) as turn:
-                ok = await anyio.to_thread.run_sync(self.credentials.check_header, authorization)
-                await turn.record(ok)
+            pair = _basic_pair(authorization.partition(" ")[2]) if authorization[:6].lower() == "basic " else None
+            try:
+                async with self.throttle.turn(*_keys(scope, pair[0] if pair else None)) as turn:
+                    ok = await anyio.to_thread.run_sync(self.credentials.check_header, authorization)
+                    await turn.record(ok)
+            except Busy as busy:
+                await _busy(send, busy)
+                return
         if ok:
             await self.app(scope, receive, send)
         else:
@@ -307,28 +347,86 @@ class AuthGate:
 
     async def _login(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Gradio's form answers 200 on success; anything else counts as a failure and is held back."""
-        async with self.throttle.turn(_client(scope)) as turn:
+        body = await _read_body(receive, LOGIN_BYTES)
+        if body is None:
+            await refuse(send, 413, "The login form is too large.")
+            return
+        name = await _form_field(scope, body, "username")
+        try:
+            async with self.throttle.turn(*_keys(scope, name)) as turn:
 
-            async def held(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    await turn.record(message["status"] == 200)
-                await send(message)
+                async def held(message: Message) -> None:
+                    if message["type"] == "http.response.start":
+                        await turn.record(message["status"] == 200)
+                    await send(message)
 
-            await self.app(scope, receive, held)
+                await self.app(scope, _replay(body, receive), held)
+        except Busy as busy:
+            await _busy(send, busy)
 
     async def _refuse(self, send: Send, message: str) -> None:
         schemes = " or ".join(
             (["HTTP Basic (user:password)"] if self.credentials.users else [])
             + (["Authorization: Bearer <token>"] if self.credentials.token_digests else [])
         )
-        body = json.dumps({"detail": f"{message} Send {schemes}."}).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"www-authenticate", self.credentials.challenge().encode()),
-        ]
-        await send({"type": "http.response.start", "status": 401, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        challenge = [(b"www-authenticate", self.credentials.challenge().encode())]
+        await refuse(send, 401, f"{message} Send {schemes}.", challenge)
+
+
+async def _busy(send: Send, busy: Busy) -> None:
+    await refuse(
+        send,
+        429,
+        "Too many login attempts at once; try again in a few seconds.",
+        [(b"retry-after", str(int(busy.retry_after)).encode())],
+    )
+
+
+def _keys(scope: Scope, user: str | None) -> list[str]:
+    """The throttle's keys: the client address always, the user name when there is one (address first)."""
+    return [f"address:{_client(scope)}", *([f"user:{user}"] if user else [])]
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that gives the buffered body once, then waits on the client (for its disconnect)."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+async def _form_field(scope: Scope, body: bytes, name: str) -> str | None:
+    try:
+        form = await Request(scope, _replay(body, _never)).form()
+        value = form.get(name)
+    except Exception:  # a malformed form: the login route answers it; the address is still throttled
+        return None
+    return value[:256] if isinstance(value, str) and value else None
+
+
+async def _never() -> Message:
+    return {"type": "http.disconnect"}
 
 
 def _header(scope: Scope, name: bytes) -> str:

@@ -70,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--auth", help="user:password for the page, the API and MCP")
     serve.add_argument("--auth-file", type=Path, help="users file (lines of user:hash from hash-password)")
     serve.add_argument("--token-file", type=Path, help="API/MCP bearer tokens, one a line (also ASSISTANT_API_TOKENS)")
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        help="addresses of reverse proxies whose X-Forwarded-For names the client (comma-separated; default: none)",
+    )
 
     hashing = sub.add_parser("hash-password", help="print a users-file line (user:scrypt hash) for --auth-file")
     hashing.add_argument("user")
@@ -88,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sources=getattr(args, "sources", None),
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
+        forwarded_allow_ips=getattr(args, "forwarded_allow_ips", None),
         **{name: getattr(args, name, None) for name in QDRANT_FLAGS},
     )
     if settings.qdrant_shards < 1 or settings.qdrant_replicas < 1:

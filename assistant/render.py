@@ -106,11 +106,14 @@ def _quote(c: Citation, lang: str, show_lead_in: bool = True) -> str:
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
+# What GFM turns into a link without any Markdown syntax: "https://…", "www.…" and e-mail addresses.
+_AUTOLINK = re.compile(r"(?i)(?<=[a-z])(:)(?=//)|(?<=\bwww)(\.)|(@)(?=[\w-]+\.)")
 
 
 def escape(text: str) -> str:
-    """HTML-escape, then backslash-escape Markdown syntax, so source text is always shown literally."""
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+    """HTML-escape, backslash-escape Markdown syntax and break autolinks, so source text is always shown literally."""
+    escaped = _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+    return _AUTOLINK.sub(lambda m: f"&#{ord(m.group(0))};", escaped)
 
 
 def render_text(result: Answer) -> str:

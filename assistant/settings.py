@@ -37,6 +37,7 @@ class Settings:
     batch_size: int = 32
     host: str = "127.0.0.1"
     port: int = 7860
+    forwarded_allow_ips: str = ""  # proxies whose X-Forwarded-For is believed (comma-separated); none by default
     backend: str = "local"  # "local" (FAISS + BM25 files in `index`) or "qdrant"
     qdrant_url: str = ""  # a Qdrant server or cluster; empty: local mode in `qdrant_path`
     qdrant_path: str = ""  # local mode's folder; empty: `index`/qdrant

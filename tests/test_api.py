@@ -275,9 +275,9 @@ def test_failed_logins_slow_down_and_a_success_resets(server: Running) -> None:
         assert attempt().status_code in (400, 401)
         waits.append(time.monotonic() - started)
     assert waits[0] >= 0.5 and waits[1] >= 1.0 and waits[2] >= 2.0
-    assert server.throttle.failures("127.0.0.1") == 3
+    assert server.throttle.failures("address:127.0.0.1") == 3
     assert httpx.post(server.url + "login", data={"username": USER, "password": PASSWORD}).status_code == 200
-    assert server.throttle.failures("127.0.0.1") == 0
+    assert server.throttle.failures("address:127.0.0.1") == 0
 
 
 # ---- MCP ---------------------------------------------------------------------------------------------------
@@ -344,3 +344,37 @@ def test_mcp_needs_credentials(server: Running) -> None:
         headers={"Accept": "application/json, text/event-stream"},
     )
     assert response.status_code == 401
+
+
+# ---- hostile requests: forged addresses, large and malformed bodies ----------------------------------------
+
+
+def test_a_forged_forwarded_for_does_not_make_a_new_client(server: Running) -> None:
+    """uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise; here nobody is believed."""
+    waits = []
+    for n in range(3):
+        started = time.monotonic()
+        forged = {"X-Forwarded-For": f"203.0.113.{n + 1}", "Authorization": "Bearer wrong-token-0123456789"}
+        assert httpx.get(server.url + "api/documents", headers=forged).status_code == 401
+        waits.append(time.monotonic() - started)
+    assert server.throttle.failures("address:127.0.0.1") == 3 and waits[2] >= 2.0
+    assert all(server.throttle.failures(f"address:203.0.113.{n}") == 0 for n in (1, 2, 3))
+    assert httpx.post(server.url + "login", data={"username": USER, "password": PASSWORD}).status_code == 200
+
+
+def test_a_body_over_the_limit_is_refused_unread(api: httpx.Client) -> None:
+    huge = b'{"question": "' + b"x" * 5_000_000 + b'"}'
+    declared = api.post("/api/answer", content=huge, headers={"Content-Type": "application/json"})
+    assert declared.status_code == 413 and declared.json() == {"detail": "The request body is larger than 64 KB."}
+    chunked = api.post("/api/answer", content=iter([huge[i : i + 65536] for i in range(0, len(huge), 65536)]),
+                       headers={"Content-Type": "application/json"})
+    assert chunked.status_code == 413 and "larger than 64 KB" in chunked.json()["detail"]
+    assert api.post("/api/answer", json={"question": "Hva krevde KS om SLT?"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body", [b"[" * 30_000 + b"]" * 30_000, b'{"question": "Hva krevde KS om \xff\xfe SLT?"}', b'{"question": "\xc3"}']
+)
+def test_deep_or_undecodable_json_gets_the_same_422_as_any_bad_body(api: httpx.Client, body: bytes) -> None:
+    response = api.post("/api/answer", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422 and "the body is not valid JSON" in response.json()["detail"]

@@ -110,11 +110,16 @@ async def _login(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok" if right else "no", status_code=200 if right else 400)
 
 
-def gate(credentials: Credentials, throttle: Throttle, logged_in: bool = False) -> httpx.AsyncClient:
-    routes = [Route(p, _ok) for p in ("/", "/config", "/assets/app.js", "/api/health", "/api/search", "/docs", "/gradio_api/mcp/")]
-    app = Starlette(routes=[*routes, Route("/login", _login, methods=["POST"])])
+PATHS = ("/", "/config", "/assets/app.js", "/api/health", "/api/search", "/docs", "/gradio_api/mcp/", "/gradio_api/upload")
+
+
+def gate(
+    credentials: Credentials, throttle: Throttle, logged_in: bool = False, address: str = "127.0.0.1"
+) -> httpx.AsyncClient:
+    app = Starlette(routes=[*(Route(p, _ok, methods=["GET", "POST"]) for p in PATHS), Route("/login", _login, methods=["POST"])])
     gated = AuthGate(app, credentials, page_session=lambda scope: logged_in, throttle=throttle)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=gated), base_url="http://test")
+    transport = httpx.ASGITransport(app=gated, client=(address, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
 
 
 def test_every_route_needs_credentials_but_health_and_the_login_page(credentials: Credentials) -> None:
@@ -135,12 +140,14 @@ def test_every_route_needs_credentials_but_health_and_the_login_page(credentials
     asyncio.run(check())
 
 
-def test_tokens_without_users_close_only_the_api_and_mcp() -> None:
+def test_tokens_without_users_close_the_api_mcp_and_the_upload_route() -> None:
     async def check() -> None:
         async with gate(Credentials.load(environ={TOKENS_ENV: TOKEN}), Throttle()) as client:
             assert (await client.get("/config")).status_code == 200
             assert (await client.get("/api/search")).status_code == 401
             assert (await client.get("/gradio_api/mcp/")).status_code == 401
+            assert (await client.post("/gradio_api/upload")).status_code == 401
+            assert (await client.post("/gradio_api/upload", headers={"Authorization": f"Bearer {TOKEN}"})).status_code == 200
 
     asyncio.run(check())
 
@@ -164,17 +171,64 @@ def test_failures_from_one_client_wait_longer_each_time_in_turn_and_a_success_re
             statuses = await asyncio.gather(*(client.get("/api/search", headers=wrong) for _ in range(3)))
             assert [r.status_code for r in statuses] == [401, 401, 401]
             assert time.monotonic() - started >= 0.1 + 0.2 + 0.4  # one at a time, each failure twice as slow
-            assert throttle.failures("127.0.0.1") == 3
+            assert throttle.failures("address:127.0.0.1") == 3
             assert (await client.get("/api/search", headers={"Authorization": f"Bearer {TOKEN}"})).status_code == 200
-            assert throttle.failures("127.0.0.1") == 3  # a known token is not a login attempt
+            assert throttle.failures("address:127.0.0.1") == 3  # a known token is not a login attempt
             assert (await client.get("/api/search", headers={"Authorization": basic("anna", "riktig passord")})).status_code == 200
-            assert throttle.failures("127.0.0.1") == 0
+            assert throttle.failures("address:127.0.0.1") == 0
 
             started = time.monotonic()
             assert (await client.post("/login", data={"username": "anna", "password": "feil"})).status_code == 400
             assert (await client.post("/login", data={"username": "anna", "password": "feil"})).status_code == 400
-            assert time.monotonic() - started >= 0.1 + 0.2 and throttle.failures("127.0.0.1") == 2
+            assert time.monotonic() - started >= 0.1 + 0.2 and throttle.failures("address:127.0.0.1") == 2
             assert (await client.post("/login", data={"username": "anna", "password": "riktig"})).status_code == 200
-            assert throttle.failures("127.0.0.1") == 0
+            assert throttle.failures("address:127.0.0.1") == 0
+
+    asyncio.run(check())
+
+
+def test_failed_logins_for_one_user_slow_down_from_any_address() -> None:
+    """An attacker with many addresses still meets the slow-down of the user name they try."""
+    credentials = Credentials.load(auth="anna:riktig passord", environ={})
+    throttle = Throttle(base=0.2, cap=1.0)
+
+    async def check() -> None:
+        for n, address in enumerate(("10.0.0.1", "10.0.0.2", "10.0.0.3"), 1):
+            async with gate(credentials, throttle, address=address) as client:
+                started = time.monotonic()
+                wrong = {"Authorization": basic("anna", f"feil {n}")}
+                assert (await client.get("/api/search", headers=wrong)).status_code == 401
+                assert time.monotonic() - started >= throttle.delay(n)
+                assert throttle.failures(f"address:{address}") == 1 and throttle.failures("user:anna") == n
+        async with gate(credentials, throttle, address="10.0.0.4") as client:
+            started = time.monotonic()
+            assert (await client.post("/login", data={"username": "anna", "password": "feil"})).status_code == 400
+            assert time.monotonic() - started >= throttle.delay(4) and throttle.failures("user:anna") == 4
+            assert (await client.post("/login", data={"username": "anna", "password": "riktig"})).status_code == 200
+            assert throttle.failures("user:anna") == 0
+
+    asyncio.run(check())
+
+
+def test_attempts_that_wait_too_long_for_their_turn_are_refused_with_429() -> None:
+    """A flood of attempts cannot queue up behind each other: past the wait they get 429 at once,
+    so nothing is left waiting once the flood stops and a correct login answers right away."""
+    credentials = Credentials.load(auth="anna:riktig passord", environ={})
+    throttle = Throttle(base=0.5, cap=0.5, wait=0.2)
+
+    async def check() -> None:
+        async with gate(credentials, throttle) as client:
+            wrong = {"Authorization": basic("anna", "feil")}
+            started = time.monotonic()
+            replies = await asyncio.gather(*(client.get("/api/search", headers=wrong) for _ in range(20)))
+            statuses = sorted(r.status_code for r in replies)
+            assert statuses.count(401) == 1 and statuses.count(429) == 19
+            busy = next(r for r in replies if r.status_code == 429)
+            assert busy.headers["retry-after"] and "Too many login attempts" in busy.json()["detail"]
+            assert time.monotonic() - started < 2.0
+            started = time.monotonic()
+            right = {"Authorization": basic("anna", "riktig passord")}
+            assert (await client.get("/api/search", headers=right)).status_code == 200
+            assert time.monotonic() - started < 1.0
 
     asyncio.run(check())

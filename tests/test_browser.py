@@ -254,3 +254,37 @@ def test_screenshot(page: Page, tmp_path: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(out))
     assert out.stat().st_size > 20_000
+
+
+def test_titles_and_file_names_show_as_text_wherever_they_appear(page: Page, ui_settings: Settings, tmp_path: Path) -> None:
+    """Metadata is text too: a title with HTML, Markdown and a URL, and a skipped file named with a link."""
+    title = "<b>tykk</b> [lenke](https://example.invalid/x) **FET**"
+    skipped_name = '<a href="https:example.invalid">klikk.txt'
+    (ui_settings.sources / skipped_name).write_bytes(b"")
+    note = tmp_path / "tittel.md"
+    note.write_text(f"---\ntitle: '{title}'\ndate: 2024-05-02\n---\n\nFormannskapet i Eksempelby drøftet ny skilting av turstiene.\n",
+                    encoding="utf-8")
+    try:
+        page.get_by_text("Legg til tekster").click()
+        page.locator("#upload-files input[type=file]").set_input_files(str(note))
+        page.get_by_role("button", name="Legg til og oppdater indeksen").click()
+        expect(page.get_by_label("Resultat")).to_have_value(re.compile("Indeksen er oppdatert"), timeout=ANSWER_TIMEOUT)
+
+        answer = ask(page, "Hva drøftet formannskapet om skilting av turstiene?", "skilting")
+        expect(answer.locator("sub").first).to_contain_text(title)
+        page.get_by_role("button", name="Dokumenter").click()
+        expect(page.locator("#documents-table")).to_contain_text(title)
+        skipped = page.locator("#documents-skipped")
+        expect(skipped).to_contain_text(skipped_name)
+        page.get_by_role("combobox", name="Dokument").click()
+        page.get_by_role("option", name="tittel.md").click()
+        page.get_by_role("button", name="Fjern …").click()
+        question = page.locator("#remove-question")
+        expect(question).to_contain_text(title)
+        for shown in (answer, page.locator("#documents-table"), skipped, question):
+            assert shown.locator("a, b, em, img").count() == 0
+        assert question.locator("strong").count() == 1  # the title is bold as a whole, nothing inside it
+        page.get_by_role("button", name="Avbryt").click()
+    finally:
+        (ui_settings.sources / skipped_name).unlink()
+        (ui_settings.sources / "tittel.md").unlink(missing_ok=True)
