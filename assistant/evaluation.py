@@ -84,6 +84,8 @@ class Report:
     mean_top1_chars: float
     list_recall: Figure | None
     misses: list[dict[str, object]]
+    extracts_one_answer: Figure | None = None  # extracts shown for an answered question with one answer
+    extract_precision: Figure | None = None  # share of shown extracts (in-scope answers) holding a gold phrase
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -196,6 +198,7 @@ def evaluate(retriever: Retriever, questions: Sequence[Question], modes: Sequenc
     answers_out = [answer(q.question, retriever, history=q.history) for q in out_scope]
     tops = [a.citations[0].text for _, a in answers_in if a.citations]
     recalls = [_list_recall(q, a.citations) for q, a in answers_in if q.list]
+    shown = [_holds_gold(q, c) for q, a in answers_in for c in a.citations]
     return Report(
         modes=by_mode,
         out_of_scope=len(out_scope),
@@ -205,7 +208,17 @@ def evaluate(retriever: Retriever, questions: Sequence[Question], modes: Sequenc
         mean_top1_chars=round(sum(map(len, tops)) / len(tops), 1) if tops else 0.0,
         list_recall=bootstrap(recalls),
         misses=misses,
+        extracts_one_answer=bootstrap([len(a.citations) for q, a in answers_in if not q.list and a.found]),
+        extract_precision=bootstrap(shown),
     )
+
+
+def _holds_gold(question: Question, citation: object) -> bool:
+    """An extract that shows (part of) the answer: a gold phrase, from the gold file."""
+    if question.source is not None and citation.source != question.source:  # type: ignore[attr-defined]
+        return False
+    text = _norm(citation.text)  # type: ignore[attr-defined]
+    return any(_norm(e) in text for e in question.expected)
 
 
 def _list_recall(question: Question, shown: Sequence[object]) -> float:
@@ -227,6 +240,10 @@ def format_report(report: Report, title: str = "") -> str:
         lines.append(f"in-scope wrongly declined: {report.wrongly_declined} of {report.in_scope}")
     if report.list_recall:
         lines.append(f"list recall (gold items shown): {report.list_recall} over {report.list_recall.n} list questions")
+    if report.extracts_one_answer:
+        lines.append(f"extracts shown for a one-answer question: {report.extracts_one_answer} (mean, {report.extracts_one_answer.n} answered)")
+    if report.extract_precision:
+        lines.append(f"extract precision (shown extracts holding a gold phrase): {report.extract_precision} of {report.extract_precision.n}")
     lines.append(f"mean top-1 extract length: {report.mean_top1_chars} characters")
     for miss in report.misses:
         lines.append(f"  not first: {miss['id']} {miss['question']} (rank {miss['rank']})")

@@ -64,7 +64,7 @@ def render_markdown(result: Answer) -> str:
         parts.append(t["not_found"])
         if result.related:
             parts.append(t["maybe"])
-            parts.extend(_quotes(result.related, result.language))
+            parts.extend(_quotes(result.related, result.language, answers=False))
     return "\n\n".join(parts)
 
 
@@ -78,22 +78,27 @@ def by_meeting(citations: Sequence[Citation]) -> list[tuple[str, list[Citation]]
     return list(groups.items())
 
 
-def _quotes(citations: Sequence[Citation], lang: str) -> list[str]:
-    """Each citation quoted; a lead-in shared by consecutive list items is shown once."""
+def _quotes(citations: Sequence[Citation], lang: str, answers: bool = True) -> list[str]:
+    """Each citation quoted; a lead-in shared by consecutive list items is shown once.
+
+    Bold marks the sentence that answers, so a passage shown as "maybe related" has none.
+    """
     out, previous = [], None
     for c in citations:
-        out.append(_quote(c, lang, show_lead_in=c.lead_in != previous))
+        out.append(_quote(c, lang, show_lead_in=c.lead_in != previous, answers=answers))
         previous = c.lead_in
     return out
 
 
-def _quote(c: Citation, lang: str, show_lead_in: bool = True) -> str:
+def _quote(c: Citation, lang: str, show_lead_in: bool = True, answers: bool = True) -> str:
     t = TEXTS[lang]
     lines = []
     if c.lead_in and show_lead_in:
         lines.append(f"*{t['context']}:* {escape(c.lead_in)}")
     a = c.text.find(c.highlight)
-    if c.highlight and a >= 0 and c.highlight != c.text:
+    if not answers:
+        body = escape(c.text)
+    elif c.highlight and a >= 0 and c.highlight != c.text:
         body = escape(c.text[:a]) + "**" + escape(c.highlight) + "**" + escape(c.text[a + len(c.highlight) :])
     else:
         body = "**" + escape(c.text) + "**"
