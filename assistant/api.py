@@ -9,6 +9,7 @@ text as quoted from the sources; only ``markdown`` is the chat's escaped Markdow
 
 import dataclasses
 import datetime
+import json
 import logging
 import os
 import re
@@ -20,16 +21,17 @@ from typing import Annotated
 
 import anyio
 from fastapi import FastAPI, Query, Request
+from fastapi.routing import APIRoute
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, create_model
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError, create_model
 
 from .answer import Answer, hit_json
 from .backends import open_backend, read_manifest
 from .embedding import ModelError
-from .retrieval import FilterError, Hit
+from .retrieval import WHERE_KEYS, FilterError, Hit
 from .service import Service
 from .settings import Settings
 from .store import StoreError
@@ -37,8 +39,9 @@ from .store import StoreError
 log = logging.getLogger(__name__)
 
 HIDDEN = frozenset({"question", "hits"})  # the caller's own question; the raw hits are /api/search's
-# The ranking's internals, as hit_json() (`ask --json`) leaves them out.
-HIT_INTERNALS = frozenset(f.name for f in dataclasses.fields(Hit)) - set(hit_json(Hit("", "", 0, 0, 0.0)))
+# The ranking's internals: what hit_json() (`ask --json`) leaves out, and the features it scored with.
+SCORING = frozenset({"dense", "sentence", "lexical", "meeting"})
+HIT_INTERNALS = frozenset(f.name for f in dataclasses.fields(Hit)) - set(hit_json(Hit("", "", 0, 0, 0.0))) | SCORING
 MAX_HISTORY = 20
 # Answering is CPU work: more threads than cores only make requests wait for each other inside the GIL.
 WORKERS = max(2, os.cpu_count() or 2)
@@ -75,26 +78,38 @@ class Problem(BaseModel):
     detail: str
 
 
-def create_api(service: Service) -> FastAPI:
-    """The FastAPI app with /api/*, /docs and /openapi.json; the page and MCP are mounted on it by the server."""
-    settings = service.settings
-    limiter = anyio.CapacityLimiter(WORKERS)
-    Question = Annotated[
+def request_models(settings: Settings) -> tuple[type[BaseModel], type[BaseModel]]:
+    """The bodies of an answer and of a search, with their bounds: one definition for the API and MCP."""
+    question_type = Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=settings.max_question_chars)
     ]
-    K = Annotated[int, Field(ge=1, le=settings.max_k)]
+    k_type = Annotated[int, Field(ge=1, le=settings.max_k)]
 
     class AnswerRequest(BaseModel):
         model_config = ConfigDict(
             extra="forbid",
             json_schema_extra={"examples": [{"question": "Hva krevde KS om SLT?", "k": 5}]},
         )
-        question: Question = Field(description="the question, in Norwegian or English")
-        k: K | None = Field(None, description=f"at most this many extracts, 1–{settings.max_k} (default 5, or 10 for a list)")
-        history: list[Question] = Field(
+        question: question_type = Field(description="the question, in Norwegian or English")
+        k: k_type | None = Field(None, description=f"at most this many extracts, 1–{settings.max_k} (default 5, or 10 for a list)")
+        history: list[question_type] = Field(
             default_factory=list, max_length=MAX_HISTORY, description="earlier questions of the conversation, oldest first"
         )
-        where: Where | None = None
+        where: Where | None = Field(None, description="only these documents (see list_meetings / /api/documents)")
+
+    class SearchRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        question: question_type = Field(description="what to look for, in Norwegian or English")
+        k: k_type = Field(settings.top_k, description=f"how many passages, 1–{settings.max_k}")
+
+    return AnswerRequest, SearchRequest
+
+
+def create_api(service: Service) -> FastAPI:
+    """The FastAPI app with /api/*, /docs and /openapi.json; the page and MCP are mounted on it by the server."""
+    settings = service.settings
+    limiter = anyio.CapacityLimiter(WORKERS)
+    AnswerRequest, _ = request_models(settings)
 
     errors = {
         401: {"model": Problem, "description": "Missing or wrong credentials"},
@@ -182,7 +197,13 @@ def create_api(service: Service) -> FastAPI:
 
     @app.exception_handler(FilterError)
     async def bad_filter(request: Request, exc: FilterError) -> JSONResponse:
-        return JSONResponse({"detail": f"where: {exc}"}, status_code=422)
+        detail = str(exc)
+        return JSONResponse({"detail": f"where.{detail}" if detail.split(":")[0] in WHERE_KEYS else f"where: {detail}"}, status_code=422)
+
+    for route in list(app.routes):  # a known path asked with another method: 405, not the page's 404
+        if isinstance(route, APIRoute) and route.path.startswith("/api/"):
+            others = sorted({"GET", "POST", "PUT", "PATCH", "DELETE"} - route.methods)
+            app.add_api_route(route.path, _wrong_method(sorted(route.methods)), methods=others, include_in_schema=False)
 
     @app.exception_handler(StoreError)
     @app.exception_handler(ModelError)
@@ -190,6 +211,14 @@ def create_api(service: Service) -> FastAPI:
         return JSONResponse({"detail": f"The index or model cannot be used: {exc}"}, status_code=503)
 
     return app
+
+
+def _wrong_method(allowed: list[str]) -> Callable[[], JSONResponse]:
+    def wrong_method() -> JSONResponse:
+        detail = f"Method not allowed; use {' or '.join(allowed)}."
+        return JSONResponse({"detail": detail}, status_code=405, headers={"Allow": ", ".join(allowed)})
+
+    return wrong_method
 
 
 def validation_message(exc: RequestValidationError) -> str:
@@ -221,41 +250,109 @@ def _generation_name(settings: Settings) -> str | None:
 
 
 def mcp_tools(service: Service) -> list[Callable[..., str]]:
-    """The two MCP tools; Gradio reads their names, docstrings and type hints for the tool list."""
+    """The three MCP tools; Gradio reads their names, docstrings and type hints for the tool list, and
+    ``refine_mcp`` puts the request models' bounds into their schemas."""
     settings = service.settings
+    AnswerRequest, SearchRequest = request_models(settings)
 
-    def search_meeting_texts(question: str, k: int = 5) -> str:
+    def search_meeting_texts(question: str, k: int = settings.top_k) -> str:
         """Search the meeting texts (Norwegian municipal meeting reports) for the passages closest to a question.
 
         Args:
             question: what to look for, in Norwegian or English, e.g. "Hva krevde KS om SLT?"
             k: how many passages to return, 1 to 50
         Returns:
-            JSON list of passages, best first: text (verbatim), source (file name), start_line and end_line (the cited span; unit says whether it counts lines, pages or paragraphs), score
+            JSON list of passages, best first: text (verbatim), source (file name), start_line and end_line (the cited span; unit says whether it counts lines, pages or paragraphs), score, title, date and kind of the meeting
         """
-        if not 1 <= k <= settings.max_k:
-            raise ValueError(f"k must be between 1 and {settings.max_k}")
-        return hits_json(service.search(_checked(question, settings.max_question_chars), k)).decode()
+        body = _valid(SearchRequest, question=question, k=k)
+        return hits_json(service.search(body.question, body.k)).decode()
 
-    def answer_from_meeting_texts(question: str) -> str:
+    def answer_from_meeting_texts(
+        question: str, history: list[str] | None = None, where: dict | None = None, k: int | None = None
+    ) -> str:
         """Answer a question from the meeting texts with cited, verbatim extracts, or say that the texts do not answer it.
 
         Args:
             question: the question, in Norwegian or English, e.g. "What did KS demand on SLT?"
+            history: earlier questions of the conversation, oldest first, for a follow-up such as "And the costs?"
+            where: only these documents: {"source": file name, "kind": "kommunestyre", "after": "2024-01-01", "before": "2024-12-31"} (any of them; list_meetings names them)
+            k: at most this many extracts, 1 to 50 (default 5, or 10 when the question asks for a list)
         Returns:
-            JSON: found (false when the texts do not answer), language, citations (number, text quoted verbatim, highlight = the answering sentence, source = file name, start_line and end_line, unit, lead_in, speaker, score), related (closest passage when not found)
+            JSON: found (false when the texts do not answer), language, note, citations (number, text quoted verbatim, highlight = the answering sentence, source = file name, start_line and end_line, unit, lead_in, speaker, score, title, date, kind), related (closest passage when not found)
         """
-        question = _checked(question, settings.max_question_chars)
-        return answer_json(service.answer(question), frozenset({"markdown"})).decode()
+        body = _valid(AnswerRequest, question=question, history=history or [], where=where, k=k)
+        where_dict = body.where.model_dump(exclude_none=True) if body.where else None
+        return answer_json(service.answer(body.question, body.k, body.history, where_dict), frozenset({"markdown"})).decode()
 
-    return [search_meeting_texts, answer_from_meeting_texts]
+    def list_meetings() -> str:
+        """List the meeting documents that can be searched, so a question can be limited to one (where.source) or to a kind or period.
+
+        Returns:
+            JSON list, newest first: source (file name, for where.source), title, date (ISO), kind (for where.kind), body (who met), passages
+        """
+        return json.dumps(meeting_list(service), ensure_ascii=False)
+
+    return [search_meeting_texts, answer_from_meeting_texts, list_meetings]
 
 
-def _checked(question: str, limit: int) -> str:
-    """The API's limits for the MCP tools, which Gradio does not validate."""
-    question = question.strip()
-    if not question:
-        raise ValueError("the question is empty")
-    if len(question) > limit:
-        raise ValueError(f"the question is longer than {limit} characters")
-    return question
+def meeting_list(service: Service) -> list[dict[str, object]]:
+    """The documents of the current index as meetings, newest first."""
+    stored = service.retriever().stored
+    recorded = stored.manifest.sources
+    meetings = [
+        {"source": source, "title": m.label(), "date": m.date, "kind": m.kind, "body": m.body,
+         "passages": int(recorded.get(source, {}).get("chunks", 0))}
+        for source, m in stored.meetings.items()
+    ]
+    return sorted(meetings, key=lambda m: (str(m["date"]), str(m["source"])), reverse=True)
+
+
+def _valid(model: type[BaseModel], **arguments: object) -> BaseModel:
+    """An MCP call's arguments checked by the API's own request model; a one-line message names the field."""
+    try:
+        return model.model_validate(arguments)
+    except ValidationError as exc:
+        lines = [f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors()]
+        raise ValueError("; ".join(lines)) from None
+
+
+def refine_mcp(page: object, settings: Settings, name: str, version: str) -> None:
+    """Gradio's MCP server, as this product: its name and version, and each tool's schema with the
+    request models' bounds (minimum, maximum, lengths), which Gradio does not carry over from type hints."""
+    server = getattr(page, "mcp_server_obj")
+    server.mcp_server.name = name
+    server.mcp_server.version = version
+    AnswerRequest, SearchRequest = request_models(settings)
+    models = {"answer_from_meeting_texts": AnswerRequest, "search_meeting_texts": SearchRequest}
+    inferred = server.get_input_schema
+
+    def get_input_schema(tool_name: str, parameters: dict[str, str] | None = None):
+        schema, files = inferred(tool_name, parameters)
+        model = models.get(tool_name)
+        if model is not None:
+            declared = _inlined(model.model_json_schema())
+            for field, spec in declared["properties"].items():
+                if field in schema["properties"]:
+                    schema["properties"][field] = {**spec, "description": schema["properties"][field].get("description") or spec.get("description", "")}
+            schema["required"] = declared.get("required", [])
+            schema["additionalProperties"] = False
+        return schema, files
+
+    server.get_input_schema = get_input_schema
+
+
+def _inlined(schema: dict) -> dict:
+    """A JSON schema with its local ``$ref``s replaced by what they name (MCP clients expect one self-contained object)."""
+    definitions = schema.get("$defs", {})
+
+    def resolve(node: object) -> object:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(definitions[ref.split("/")[-1]])
+            return {k: resolve(v) for k, v in node.items() if k not in ("$defs", "title")}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(schema)  # type: ignore[return-value]

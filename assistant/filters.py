@@ -49,6 +49,15 @@ class Where:
                 values[key] = str(where[key])
         return cls(**values)  # type: ignore[arg-type]
 
+    def check(self, meetings: Mapping[str, Meeting]) -> None:
+        """Refuse a source or kind that no document of the index has: it would silently find nothing."""
+        if self.source is not None and self.source not in meetings:
+            raise FilterError(f"source: no document is called {self.source!r} (the documents are listed by `documents`)")
+        kinds = {m.kind.casefold() for m in meetings.values() if m.kind}
+        if self.kind is not None and self.kind.casefold() not in kinds:
+            known = ", ".join(sorted(kinds)) or "none"
+            raise FilterError(f"kind: no document is of the kind {self.kind!r} (known kinds: {known})")
+
     def __bool__(self) -> bool:
         return any(v is not None for v in (self.source, self.kind, self.after, self.before))
 

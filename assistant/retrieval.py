@@ -192,6 +192,7 @@ class Retriever:
             raise ValueError(f"mode must be one of {MODES}")
         where = Where.of(where)
         stored = self._stored
+        where.check(stored.meetings)
         query = query[:TURN_CHARS]
         history = [turn[:TURN_CHARS] for turn in history[-HISTORY_TURNS:]]
         embed = functools.lru_cache(maxsize=None)(self.embedder.embed_query)  # each turn embedded once per run

@@ -1,26 +1,24 @@
 """One process, one port: the chat page, the JSON API (/api, /docs) and the MCP server (/gradio_api/mcp/).
 
 The Gradio page is mounted on the API's FastAPI app, and one middleware checks
-credentials for all three, so a login or token means the same everywhere.
+credentials for all three (and serves the login page), so a login, Basic
+credentials or a token mean the same everywhere.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
+from importlib.metadata import version
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import uvicorn
 from fastapi import FastAPI
-from starlette.requests import cookie_parser
-from starlette.routing import Mount
-from starlette.types import Scope
 
-from .api import create_api, mcp_tools
-from .auth import AuthGate, Credentials, Throttle
+from .api import create_api, mcp_tools, refine_mcp
+from .auth import USER_KEY, AuthGate, Credentials, Throttle
 from .indexing import build_index, index_status
 from .limits import BodyLimit
 from .service import Service
@@ -28,6 +26,7 @@ from .settings import Settings
 from .ui import build_app, gr, page_options
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+PRODUCT, DISTRIBUTION = "Møteassistent", "ks-assistant"
 MCP_PATH = "/gradio_api/mcp/"
 
 
@@ -38,31 +37,19 @@ def create_app(settings: Settings, credentials: Credentials | None = None, throt
     service.preload()
     app = create_api(service)
     page = build_app(service, tools=mcp_tools(service), credentials=credentials)
-    login = credentials.page_login if credentials.users else None
-    gr.mount_gradio_app(app, page, path="/", auth=login, mcp_server=True, **page_options(settings))  # type: ignore[arg-type]
+    # With users, the gate has authenticated every request that reaches Gradio (a session, Basic or a token)
+    # and says who it is from; Gradio's own login form is not used.
+    who = (lambda request: request.scope.get(USER_KEY)) if credentials.users else None
+    gr.mount_gradio_app(app, page, path="/", auth_dependency=who, mcp_server=True, **page_options(settings))  # type: ignore[arg-type]
     if not page.mcp_server:  # Gradio reports a failed MCP set-up only in this attribute
         raise RuntimeError(getattr(page, "mcp_error", "the MCP server could not be started"))
+    refine_mcp(page, settings, PRODUCT, version(DISTRIBUTION))
     # Gradio applies its file-access rules (inputs only from its upload folder) only to launched apps;
     # a mounted app is served all the same, so it gets them too.
     page.has_launched = True
-    mounted = next(route.app for route in app.routes if isinstance(route, Mount) and route.path == "")
-    app.add_middleware(AuthGate, credentials=credentials, page_session=logged_in(mounted), throttle=throttle)
+    app.add_middleware(AuthGate, credentials=credentials, throttle=throttle)
     app.add_middleware(BodyLimit)
     return app
-
-
-def logged_in(page: Any) -> Callable[[Scope], bool]:
-    """Whether a request carries a session from the page's login form: Gradio's cookie, as Gradio checks it."""
-    names = (f"access-token-{page.cookie_id}", f"access-token-unsecure-{page.cookie_id}")
-
-    def check(scope: Scope) -> bool:
-        header = next((value for key, value in scope.get("headers", []) if key == b"cookie"), None)
-        if header is None:
-            return False
-        jar = cookie_parser(header.decode("latin-1"))
-        return any(jar.get(name) in page.tokens for name in names)
-
-    return check
 
 
 def exposure_warning(host: str, credentials: Credentials) -> str | None:

@@ -242,25 +242,53 @@ def routes(app: object, prefix: str = "") -> Iterator[tuple[str, str]]:
 
 
 def test_every_route_but_health_and_the_login_page_answers_401_without_credentials(server: Running) -> None:
-    open_paths = {"/api/health", "/", "/favicon.ico", "/theme.css", "/robots.txt", "/manifest.json"}
+    open_paths = {"/api/health", "/favicon.ico", "/robots.txt"}
     checked = sorted(set(routes(server.app)))
     assert len(checked) > 80 and ("POST", "/gradio_api/queue/join") in checked and ("GET", "/gradio_api/mcp/sse") in checked
     for method, path in checked:
-        if path in open_paths or path.startswith(("/assets/", "/static/")) or path.rstrip("/") == "/login":
+        if path in open_paths or path.rstrip("/") in ("/login", "/logout"):
             continue
         response = httpx.request(method, server.url.rstrip("/") + path, timeout=10)
-        assert response.status_code == 401, (method, path, response.status_code)
+        expected = 303 if (method, path) == ("GET", "/") else 401  # a browser arriving is sent to the login form
+        assert response.status_code == expected, (method, path, response.status_code)
 
 
 def test_the_page_needs_a_login_and_health_does_not(server: Running) -> None:
     assert httpx.get(server.url + "api/health").status_code == 200
-    assert "auth_required" in httpx.get(server.url).text  # the login form
+    form = httpx.get(server.url, follow_redirects=True)
+    assert form.url.path == "/login" and "Logg inn" in form.text  # the Norwegian login form
     with httpx.Client(base_url=server.url) as browser:
-        assert browser.post("login", data={"username": USER, "password": "feil"}).status_code == 400
+        wrong = browser.post("login", data={"username": USER, "password": "feil"})
+        assert wrong.status_code == 401 and f'value="{USER}"' in wrong.text
         login = browser.post("login", data={"username": USER, "password": PASSWORD})
-        assert login.status_code == 200
-        for path in ("config", "gradio_api/info", "api/documents", "docs"):
+        assert login.status_code == 303
+        for path in ("", "config", "gradio_api/info", "api/documents", "docs"):
             assert browser.get(path).status_code == 200, path  # one login opens the page, the API and its docs
+
+
+def unescaped(markdown: str) -> str:
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+@pytest.mark.parametrize("credentials", [{"auth": (USER, PASSWORD)}, {"headers": BEARER}])
+def test_gradio_routes_take_basic_and_tokens_like_every_route(server: Running, credentials: dict) -> None:
+    """The README's promise: a token (or Basic) is accepted on every route, Gradio's own included."""
+    for path in ("config", "gradio_api/info", "gradio_api/queue/status"):
+        assert httpx.get(server.url + path, timeout=30, **credentials).status_code == 200, path
+    started = httpx.post(server.url + "gradio_api/call/chat", json={"data": ["Hva krevde KS om SLT?", None]},
+                         timeout=30, **credentials)
+    assert started.status_code == 200
+    events = httpx.get(f"{server.url}gradio_api/call/chat/{started.json()['event_id']}", timeout=120, **credentials)
+    data = next(line for line in events.text.splitlines()[::-1] if line.startswith("data:"))
+    assert events.status_code == 200 and SLT_EXTRACT in unescaped(json.loads(data[5:])[0])
+
+
+def test_gradio_client_works_against_a_protected_server_with_a_token(server: Running) -> None:
+    from gradio_client import Client
+
+    client = Client(server.url, verbose=False, headers=BEARER)
+    markdown = client.predict("Hva krevde KS om SLT?", None, api_name="/chat")
+    assert SLT_EXTRACT in unescaped(markdown)
 
 
 def test_failed_logins_slow_down_and_a_success_resets(server: Running) -> None:
@@ -272,11 +300,11 @@ def test_failed_logins_slow_down_and_a_success_resets(server: Running) -> None:
         lambda: httpx.post(server.url + "login", data={"username": USER, "password": "feil"}),
     ):
         started = time.monotonic()
-        assert attempt().status_code in (400, 401)
+        assert attempt().status_code == 401
         waits.append(time.monotonic() - started)
     assert waits[0] >= 0.5 and waits[1] >= 1.0 and waits[2] >= 2.0
     assert server.throttle.failures("address:127.0.0.1") == 3
-    assert httpx.post(server.url + "login", data={"username": USER, "password": PASSWORD}).status_code == 200
+    assert httpx.post(server.url + "login", data={"username": USER, "password": PASSWORD}).status_code == 303
     assert server.throttle.failures("address:127.0.0.1") == 0
 
 
@@ -298,16 +326,29 @@ def mcp(server: Running, headers: dict[str, str], work) -> object:
     return asyncio.run(session())
 
 
-def test_mcp_lists_exactly_the_two_tools_with_typed_parameters(server: Running) -> None:
-    async def tools(client) -> list:
-        return (await client.list_tools()).tools
+def test_mcp_names_the_product_and_lists_three_tools_with_bounds_in_their_schemas(server: Running) -> None:
+    from importlib.metadata import version
 
-    listed = {tool.name: tool for tool in mcp(server, BEARER, tools)}
-    assert set(listed) == {"search_meeting_texts", "answer_from_meeting_texts"}
-    search = listed["search_meeting_texts"]
-    assert search.inputSchema["properties"]["question"]["type"] == "string"
-    assert search.inputSchema["properties"]["k"]["type"] == "integer" and search.inputSchema["required"] == ["question"]
-    assert "verbatim" in search.description and "start_line" in search.description
+    async def tools(client) -> tuple:
+        info = await client.initialize()
+        return info, (await client.list_tools()).tools
+
+    info, tools_listed = mcp(server, BEARER, tools)
+    assert (info.serverInfo.name, info.serverInfo.version) == ("Møteassistent", version("ks-assistant"))
+    listed = {tool.name: tool for tool in tools_listed}
+    assert set(listed) == {"search_meeting_texts", "answer_from_meeting_texts", "list_meetings"}
+    search = listed["search_meeting_texts"].inputSchema
+    assert {"type": "string", "minLength": 1, "maxLength": 1000}.items() <= search["properties"]["question"].items()
+    assert {"type": "integer", "minimum": 1, "maximum": 50}.items() <= search["properties"]["k"].items()
+    assert search["required"] == ["question"]
+    answer = listed["answer_from_meeting_texts"].inputSchema
+    assert set(answer["properties"]) == {"question", "history", "where", "k"} and answer["required"] == ["question"]
+    assert answer["properties"]["history"]["maxItems"] == 20 and answer["properties"]["history"]["items"]["maxLength"] == 1000
+    k = next(option for option in answer["properties"]["k"]["anyOf"] if option.get("type") == "integer")
+    assert (k["minimum"], k["maximum"]) == (1, 50)
+    where = next(option for option in answer["properties"]["where"]["anyOf"] if option.get("type") == "object")
+    assert set(where["properties"]) == {"source", "kind", "after", "before"} and where["additionalProperties"] is False
+    assert "verbatim" in listed["search_meeting_texts"].description and "start_line" in listed["search_meeting_texts"].description
 
 
 def test_mcp_answer_tool_returns_the_slt_extract_with_its_line(server: Running) -> None:
@@ -333,8 +374,35 @@ def test_mcp_search_tool_and_its_limits(server: Running) -> None:
     good, bad, empty = mcp(server, BEARER, calls)
     hits = json.loads(good.content[0].text)
     assert len(hits) == 2 and SLT_EXTRACT in hits[0]["text"] and hits[0]["start_line"] == 17
-    assert bad.isError and "k must be between 1 and 50" in bad.content[0].text
-    assert empty.isError and "the question is empty" in empty.content[0].text
+    assert not {"dense", "sentence", "lexical", "meeting", "chunk_id"} & set(hits[0])  # no ranking internals
+    assert bad.isError and "99 is greater than the maximum of 50" in bad.content[0].text  # checked against the schema
+    assert empty.isError and "question: String should have at least 1 character" in empty.content[0].text
+
+
+def test_mcp_answers_follow_ups_filters_and_k_and_lists_the_meetings(server: Running, hostile: dict[str, str]) -> None:
+    """Parity with the JSON API, through the official MCP client."""
+    async def calls(client) -> tuple:
+        meetings = await client.call_tool("list_meetings", {})
+        follow_up = await client.call_tool(
+            "answer_from_meeting_texts", {"question": "Og hvor mye økte kostnadene?", "history": ["Hva sa KS om barnevernet?"]}
+        )
+        filtered = await client.call_tool(
+            "answer_from_meeting_texts", {"question": "Hva krevde KS om SLT?", "where": {"source": hostile["source"]}, "k": 1}
+        )
+        unknown = await client.call_tool("answer_from_meeting_texts", {"question": "SLT?", "where": {"colour": "red"}})
+        return meetings, follow_up, filtered, unknown
+
+    meetings, follow_up, filtered, unknown = mcp(server, BEARER, calls)
+    listed = json.loads(meetings.content[0].text)
+    assert {m["source"] for m in listed} >= {SLT_FILE, hostile["source"]}
+    slt = next(m for m in listed if m["source"] == SLT_FILE)
+    assert (slt["date"], slt["kind"]) == ("2024-04-26", "konsultasjonsmøte") and slt["passages"] > 0
+    body = json.loads(follow_up.content[0].text)
+    assert "2 milliarder kroner fra 2021 til 2022" in json.dumps(body, ensure_ascii=False)
+    only = json.loads(filtered.content[0].text)
+    assert SLT_EXTRACT not in json.dumps(only, ensure_ascii=False) and len(only["citations"]) <= 1
+    assert not {"dense", "sentence", "lexical", "meeting"} & set((only["citations"] or only["related"] or [{}])[0])
+    assert unknown.isError and "'colour' was unexpected" in unknown.content[0].text
 
 
 def test_mcp_needs_credentials(server: Running) -> None:
@@ -359,7 +427,7 @@ def test_a_forged_forwarded_for_does_not_make_a_new_client(server: Running) -> N
         waits.append(time.monotonic() - started)
     assert server.throttle.failures("address:127.0.0.1") == 3 and waits[2] >= 2.0
     assert all(server.throttle.failures(f"address:203.0.113.{n}") == 0 for n in (1, 2, 3))
-    assert httpx.post(server.url + "login", data={"username": USER, "password": PASSWORD}).status_code == 200
+    assert httpx.post(server.url + "login", data={"username": USER, "password": PASSWORD}).status_code == 303
 
 
 def test_a_body_over_the_limit_is_refused_unread(api: httpx.Client) -> None:
@@ -378,3 +446,21 @@ def test_a_body_over_the_limit_is_refused_unread(api: httpx.Client) -> None:
 def test_deep_or_undecodable_json_gets_the_same_422_as_any_bad_body(api: httpx.Client, body: bytes) -> None:
     response = api.post("/api/answer", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 422 and "the body is not valid JSON" in response.json()["detail"]
+
+
+def test_a_filter_naming_no_document_or_kind_is_a_422_naming_the_field(api: httpx.Client) -> None:
+    unknown = api.post("/api/answer", json={"question": "Hva krevde KS om SLT?", "where": {"source": "finnes-ikke.txt"}})
+    assert unknown.status_code == 422 and unknown.json()["detail"].startswith("where.source: no document is called")
+    kind = api.post("/api/answer", json={"question": "Hva krevde KS om SLT?", "where": {"kind": "sjakklubb"}})
+    assert kind.status_code == 422 and kind.json()["detail"].startswith("where.kind: no document is of the kind")
+    assert "konsultasjonsmøte" in kind.json()["detail"]
+    same = api.post("/api/answer", json={"question": "Hva krevde KS om SLT?", "where": {"kind": "Konsultasjonsmøte"}})
+    assert same.status_code == 200 and same.json()["found"]
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [("GET", "/api/answer", "POST"), ("POST", "/api/search", "GET"),
+                                                        ("DELETE", "/api/documents", "GET"), ("PUT", "/api/health", "GET")])
+def test_a_known_path_with_the_wrong_method_is_a_405(api: httpx.Client, method: str, path: str, allowed: str) -> None:
+    response = api.request(method, path)
+    assert response.status_code == 405 and response.headers["allow"] == allowed
+    assert response.json() == {"detail": f"Method not allowed; use {allowed}."}
