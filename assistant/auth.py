@@ -1,10 +1,10 @@
-"""Who may use the app, checked in one place for the page, the JSON API and the MCP server.
+"""Who may use the app, checked in one place for the page, Gradio's routes, the JSON API and the MCP server.
 
 Users (``--auth user:password`` or a users file of scrypt hashes) log in on the
-page with Gradio's login form, or send HTTP Basic credentials to the API and the
-MCP server. Programs may send ``Authorization: Bearer <token>`` instead, with
-tokens from ``ASSISTANT_API_TOKENS`` or a token file. Failed logins from one
-client slow down: each waits twice as long as the one before, up to a cap.
+page's login form (``login.py``), or send HTTP Basic credentials. Programs may
+send ``Authorization: Bearer <token>`` instead, with tokens from
+``ASSISTANT_API_TOKENS`` or a token file. Failed logins slow down, per client
+address and per user name: each waits twice as long as the one before, up to a cap.
 """
 
 from __future__ import annotations
@@ -24,19 +24,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .limits import refuse
+from .login import COOKIE, SESSION_SECONDS, Sessions, login_page
 
 TOKENS_ENV = "ASSISTANT_API_TOKENS"
 MIN_TOKEN_CHARS = 16
 # scrypt cost: about 50 ms and 16 MB per check on this project's 2-core machines (RFC 7914's interactive setting).
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 LOGIN_PATHS = frozenset({"/login", "/login/"})
-# Open without credentials: the health check, and what the page's login form needs to show itself.
-OPEN_PATHS = frozenset({"/api/health", "/api/health/", "/", "/theme.css", "/favicon.ico", "/manifest.json", "/robots.txt"})
-OPEN_PREFIXES = ("/assets/", "/static/")
+LOGOUT_PATHS = frozenset({"/logout", "/logout/"})
+# Open without credentials: the health check and the login page (which needs no other file).
+OPEN_PATHS = frozenset({"/api/health", "/api/health/", "/favicon.ico", "/robots.txt"})
+USER_KEY = "ks.user"  # where the gate leaves who a request is from, for Gradio's auth_dependency
 
 
 class AuthError(ValueError):
@@ -183,10 +185,6 @@ class Credentials:
     def _key(self, name: str, password: str) -> bytes:
         return hmac.new(self._secret, f"{name}\0{password}".encode(), "sha256").digest()
 
-    async def page_login(self, name: str, password: str) -> bool:
-        """Gradio's login form calls this; the scrypt runs in a thread, off the event loop."""
-        return await anyio.to_thread.run_sync(self.check_user, name, password)
-
     def challenge(self) -> str:
         schemes = (['Basic realm="ks-assistant", charset="UTF-8"'] if self.users else []) + (
             ["Bearer"] if self.token_digests else []
@@ -293,34 +291,52 @@ LOGIN_BYTES = 16 * 1024  # the login form's body: a name and a password
 
 
 class AuthGate:
-    """ASGI middleware in front of everything. Every route but the open ones needs a page login
-    (``page_session``), HTTP Basic or a bearer token; login attempts are throttled per address
-    and per user name. With tokens but no users, the page has no login, and only the API, MCP
-    and the routes that change the texts (``token_only``) are closed."""
+    """ASGI middleware in front of everything. Every route but the open ones needs a session from the
+    login page, HTTP Basic or a bearer token, and the gate says who it is (``scope[USER_KEY]``) for
+    Gradio's routes; login attempts are throttled per address and per user name. With tokens but no
+    users there is no login page: the page is open, and only the API, MCP and the routes that change
+    the texts (``token_only``) are closed."""
 
     def __init__(
         self,
         app: ASGIApp,
         credentials: Credentials,
-        page_session: Callable[[Scope], bool] = lambda scope: False,
+        sessions: Sessions | None = None,
         token_only: tuple[str, ...] = ("/api/", "/docs", "/openapi.json", "/gradio_api/mcp", "/gradio_api/upload"),
         throttle: Throttle | None = None,
     ) -> None:
         self.app = app
         self.credentials = credentials
-        self.page_session = page_session
+        self.sessions = sessions or Sessions()
         self.token_only = token_only
         self.throttle = throttle or Throttle()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
+        users = bool(self.credentials.users)
         if scope["type"] != "http" or not self.credentials.enabled:
             await self.app(scope, receive, send)
-        elif path in LOGIN_PATHS and scope["method"] == "POST":
-            await self._login(scope, receive, send)
-        elif path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or self.page_session(scope):
+            return
+        session = _cookie(scope, COOKIE)
+        user = self.sessions.user(session)
+        if users and path in LOGIN_PATHS:
+            if scope["method"] == "POST":
+                await self._login(scope, receive, send)
+            elif user is not None:
+                await _redirect(send, "./")
+            else:
+                await _page(send, 200, login_page())
+        elif users and path in LOGOUT_PATHS:
+            self.sessions.close(session)
+            await _redirect(send, "login", [(b"set-cookie", _cookie_header("", 0))])
+        elif user is not None:
+            scope[USER_KEY] = user
             await self.app(scope, receive, send)
-        elif self.credentials.users or path.startswith(self.token_only):
+        elif path in OPEN_PATHS:
+            await self.app(scope, receive, send)
+        elif users and path == "/" and scope["method"] == "GET" and not _header(scope, b"authorization"):
+            await _redirect(send, "login")  # a browser arriving: the form, not a JSON 401
+        elif users or path.startswith(self.token_only):
             await self._checked(scope, receive, send)
         else:
             await self.app(scope, receive, send)
@@ -330,9 +346,9 @@ class AuthGate:
         if not authorization:
             await self._refuse(send, "Authentication required.")
             return
+        pair = _basic_pair(authorization.partition(" ")[2]) if authorization[:6].lower() == "basic " else None
         ok = self.credentials.check_header(authorization, remembered_only=True)
         if not ok:
-            pair = _basic_pair(authorization.partition(" ")[2]) if authorization[:6].lower() == "basic " else None
             try:
                 async with self.throttle.turn(*_keys(scope, pair[0] if pair else None)) as turn:
                     ok = await anyio.to_thread.run_sync(self.credentials.check_header, authorization)
@@ -341,28 +357,35 @@ class AuthGate:
                 await _busy(send, busy)
                 return
         if ok:
+            scope[USER_KEY] = pair[0] if pair else "token"
             await self.app(scope, receive, send)
         else:
             await self._refuse(send, "Wrong user name, password or token.")
 
     async def _login(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Gradio's form answers 200 on success; anything else counts as a failure and is held back."""
+        """The login form: a session and a redirect to the chat, or the form again with the name kept."""
         body = await _read_body(receive, LOGIN_BYTES)
         if body is None:
             await refuse(send, 413, "The login form is too large.")
             return
-        name = await _form_field(scope, body, "username")
+        name = (await _form_field(scope, body, "username") or "").strip()
+        password = await _form_field(scope, body, "password", strip=False) or ""
+        if not name or not password:
+            await _page(send, 400, login_page(name, "missing"))
+            return
         try:
             async with self.throttle.turn(*_keys(scope, name)) as turn:
-
-                async def held(message: Message) -> None:
-                    if message["type"] == "http.response.start":
-                        await turn.record(message["status"] == 200)
-                    await send(message)
-
-                await self.app(scope, _replay(body, receive), held)
-        except Busy as busy:
-            await _busy(send, busy)
+                ok = await anyio.to_thread.run_sync(self.credentials.check_user, name, password)
+                await turn.record(ok)
+        except Busy:
+            await _page(send, 429, login_page(name, "busy"))
+            return
+        if not ok:
+            await _page(send, 401, login_page(name, "wrong"))
+            return
+        secure = scope.get("scheme") == "https"
+        cookie = _cookie_header(self.sessions.open(name), SESSION_SECONDS, secure)
+        await _redirect(send, "./", [(b"set-cookie", cookie)])
 
     async def _refuse(self, send: Send, message: str) -> None:
         schemes = " or ".join(
@@ -371,6 +394,33 @@ class AuthGate:
         )
         challenge = [(b"www-authenticate", self.credentials.challenge().encode())]
         await refuse(send, 401, f"{message} Send {schemes}.", challenge)
+
+
+def _cookie(scope: Scope, name: str) -> str | None:
+    header = _header(scope, b"cookie")
+    return cookie_parser(header).get(name) if header else None
+
+
+def _cookie_header(token: str, max_age: int, secure: bool = False) -> bytes:
+    flags = "; Secure" if secure else ""
+    return f"{COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{flags}".encode("latin-1")
+
+
+async def _redirect(send: Send, location: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """303 to a path relative to the current one, so the app works under a reverse proxy's prefix too."""
+    start = [(b"location", location.encode()), (b"content-length", b"0"), *(headers or [])]
+    await send({"type": "http.response.start", "status": 303, "headers": start})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _page(send: Send, status: int, body: bytes) -> None:
+    headers = [
+        (b"content-type", b"text/html; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _busy(send: Send, busy: Busy) -> None:
@@ -416,13 +466,15 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
-async def _form_field(scope: Scope, body: bytes, name: str) -> str | None:
+async def _form_field(scope: Scope, body: bytes, name: str, strip: bool = True) -> str | None:
     try:
         form = await Request(scope, _replay(body, _never)).form()
         value = form.get(name)
-    except Exception:  # a malformed form: the login route answers it; the address is still throttled
+    except Exception:  # a malformed form counts as an empty one
         return None
-    return value[:256] if isinstance(value, str) and value else None
+    if not isinstance(value, str) or not value:
+        return None
+    return value.strip()[:256] if strip else value[:1024]
 
 
 async def _never() -> Message:

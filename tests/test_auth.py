@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from assistant.auth import (
     TOKENS_ENV,
+    USER_KEY,
     AuthError,
     AuthGate,
     Credentials,
@@ -24,6 +25,7 @@ from assistant.auth import (
     read_users,
     verify_password,
 )
+from assistant.login import COOKIE, Sessions
 
 TOKEN = "test-token-0123456789abcdef"
 
@@ -104,10 +106,8 @@ async def _ok(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
-async def _login(request: Request) -> PlainTextResponse:
-    form = await request.form()
-    right = form.get("password") == "riktig"
-    return PlainTextResponse("ok" if right else "no", status_code=200 if right else 400)
+async def _who(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(str(request.scope.get(USER_KEY)))
 
 
 PATHS = ("/", "/config", "/assets/app.js", "/api/health", "/api/search", "/docs", "/gradio_api/mcp/", "/gradio_api/upload")
@@ -116,10 +116,12 @@ PATHS = ("/", "/config", "/assets/app.js", "/api/health", "/api/search", "/docs"
 def gate(
     credentials: Credentials, throttle: Throttle, logged_in: bool = False, address: str = "127.0.0.1"
 ) -> httpx.AsyncClient:
-    app = Starlette(routes=[*(Route(p, _ok, methods=["GET", "POST"]) for p in PATHS), Route("/login", _login, methods=["POST"])])
-    gated = AuthGate(app, credentials, page_session=lambda scope: logged_in, throttle=throttle)
+    app = Starlette(routes=[*(Route(p, _ok, methods=["GET", "POST"]) for p in PATHS), Route("/who", _who)])
+    sessions = Sessions()
+    gated = AuthGate(app, credentials, sessions, throttle=throttle)
     transport = httpx.ASGITransport(app=gated, client=(address, 40000))
-    return httpx.AsyncClient(transport=transport, base_url="http://test")
+    cookies = {COOKIE: sessions.open("anna")} if logged_in else None
+    return httpx.AsyncClient(transport=transport, base_url="http://test", cookies=cookies)
 
 
 def test_every_route_needs_credentials_but_health_and_the_login_page(credentials: Credentials) -> None:
@@ -131,11 +133,16 @@ def test_every_route_needs_credentials_but_health_and_the_login_page(credentials
                 assert "Authentication required" in refused.json()["detail"]
                 assert (await client.get(path, headers={"Authorization": f"Bearer {TOKEN}"})).status_code == 200
                 assert (await client.get(path, headers={"Authorization": basic("anna", "riktig passord")})).status_code == 200
-            for path in ("/api/health", "/", "/assets/app.js"):
-                assert (await client.get(path)).status_code == 200
+            assert (await client.get("/api/health")).status_code == 200
+            assert (await client.get("/assets/app.js")).status_code == 401
+            arriving = await client.get("/")
+            assert arriving.status_code == 303 and arriving.headers["location"] == "login"
+            form = await client.get("/login")
+            assert form.status_code == 200 and "Logg inn" in form.text and 'lang="nb"' in form.text
         async with gate(credentials, Throttle(), logged_in=True) as client:
             assert (await client.get("/config")).status_code == 200  # a page login opens everything
             assert (await client.get("/api/search")).status_code == 200
+            assert (await client.get("/who")).text == "anna"  # and says who it is to the app behind the gate
 
     asyncio.run(check())
 
@@ -178,10 +185,10 @@ def test_failures_from_one_client_wait_longer_each_time_in_turn_and_a_success_re
             assert throttle.failures("address:127.0.0.1") == 0
 
             started = time.monotonic()
-            assert (await client.post("/login", data={"username": "anna", "password": "feil"})).status_code == 400
-            assert (await client.post("/login", data={"username": "anna", "password": "feil"})).status_code == 400
+            assert (await client.post("/login", data={"username": "anna", "password": "feil"})).status_code == 401
+            assert (await client.post("/login", data={"username": "anna", "password": "feil"})).status_code == 401
             assert time.monotonic() - started >= 0.1 + 0.2 and throttle.failures("address:127.0.0.1") == 2
-            assert (await client.post("/login", data={"username": "anna", "password": "riktig"})).status_code == 200
+            assert (await client.post("/login", data={"username": "anna", "password": "riktig passord"})).status_code == 303
             assert throttle.failures("address:127.0.0.1") == 0
 
     asyncio.run(check())
@@ -202,9 +209,9 @@ def test_failed_logins_for_one_user_slow_down_from_any_address() -> None:
                 assert throttle.failures(f"address:{address}") == 1 and throttle.failures("user:anna") == n
         async with gate(credentials, throttle, address="10.0.0.4") as client:
             started = time.monotonic()
-            assert (await client.post("/login", data={"username": "anna", "password": "feil"})).status_code == 400
+            assert (await client.post("/login", data={"username": "anna", "password": "feil"})).status_code == 401
             assert time.monotonic() - started >= throttle.delay(4) and throttle.failures("user:anna") == 4
-            assert (await client.post("/login", data={"username": "anna", "password": "riktig"})).status_code == 200
+            assert (await client.post("/login", data={"username": "anna", "password": "riktig passord"})).status_code == 303
             assert throttle.failures("user:anna") == 0
 
     asyncio.run(check())
@@ -230,5 +237,28 @@ def test_attempts_that_wait_too_long_for_their_turn_are_refused_with_429() -> No
             right = {"Authorization": basic("anna", "riktig passord")}
             assert (await client.get("/api/search", headers=right)).status_code == 200
             assert time.monotonic() - started < 1.0
+
+    asyncio.run(check())
+
+
+def test_the_login_form_keeps_the_name_says_what_failed_and_opens_a_session() -> None:
+    credentials = Credentials.load(auth="anna:riktig passord", environ={})
+
+    async def check() -> None:
+        async with gate(credentials, Throttle(base=0.01, cap=0.01)) as client:
+            wrong = await client.post("/login", data={"username": "anna", "password": "feil"})
+            assert wrong.status_code == 401 and 'value="anna"' in wrong.text and "Feil brukernavn eller passord." in wrong.text
+            empty = await client.post("/login", data={"username": "anna", "password": ""})
+            assert empty.status_code == 400 and "Skriv inn brukernavn og passord." in empty.text
+            hostile = await client.post("/login", data={"username": '"><script>x()</script>', "password": "feil"})
+            assert "<script>x()" not in hostile.text and "&lt;script&gt;" in hostile.text
+            right = await client.post("/login", data={"username": "anna", "password": "riktig passord"})
+            assert right.status_code == 303 and right.headers["location"] == "./"
+            assert "HttpOnly" in right.headers["set-cookie"] and "SameSite=Lax" in right.headers["set-cookie"]
+            assert (await client.get("/config")).status_code == 200 and (await client.get("/who")).text == "anna"
+            assert (await client.get("/login")).status_code == 303  # logged in: on to the chat
+            out = await client.get("/logout")
+            assert out.status_code == 303 and out.headers["location"] == "login"
+            assert (await client.get("/config")).status_code == 401
 
     asyncio.run(check())
