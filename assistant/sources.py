@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from .meetings import Meeting, describe
 from .sandbox import Failure, Refusal, run_limited
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".docx", ".pdf")
+BUNDLED_CORPUS = Path(__file__).resolve().parent / "data" / "corpus"  # the meeting text the product ships with
+SEEDED = ".seeded"
 SIDECAR = ".meta.yaml"
 TRASH = ".trash"  # removed documents wait here, unindexed, to be restored
 MAX_SIDECAR_BYTES = 64_000
@@ -60,6 +63,25 @@ class Document:
     meeting: Meeting = field(default_factory=Meeting)
     body_line: int = 0  # lines before it (YAML front matter) describe the document and are not indexed
     notes: tuple[str, ...] = ()  # problems that did not stop the reading, e.g. an unreadable sidecar
+
+
+def seed_bundled(folder: Path) -> list[str]:
+    """Copy the bundled meeting text into a texts folder once, so a fresh clone answers at once.
+
+    After that the folder is the user's: a text removed from it stays removed. The
+    copies live outside anything the repository tracks, so using the app never changes a tracked file.
+    """
+    marker = folder / SEEDED
+    if marker.exists():
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for path in sorted(BUNDLED_CORPUS.iterdir()):
+        if path.is_file() and not (folder / path.name).exists():
+            shutil.copyfile(path, folder / path.name)
+            copied.append(path.name)
+    marker.write_text("The bundled meeting texts were copied into this folder once; remove them as you like.\n", encoding="utf-8")
+    return copied
 
 
 def scan_sources(root: Path, max_bytes: int = 20_000_000) -> tuple[list[SourceFile], list[Skipped]]:

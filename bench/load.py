@@ -129,7 +129,7 @@ def run(index: Path, rounds: int = 3, seconds: float = 5.0) -> dict[str, object]
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}/"
-    command = [sys.executable, "-m", "assistant", "serve", "--index", str(index), "--sources", "source_texts", "--port", str(port)]
+    command = [sys.executable, "-m", "assistant", "serve", "--index", str(index), "--sources", str(ROOT / "assistant" / "data" / "corpus"), "--port", str(port)]
     server = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 180
@@ -183,7 +183,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ks-load-") as tmp:
         index = Path(tmp) / "index"
-        subprocess.run([sys.executable, "-m", "assistant", "build", "--index", str(index), "--sources", "source_texts"],
+        subprocess.run([sys.executable, "-m", "assistant", "build", "--index", str(index), "--sources", str(ROOT / "assistant" / "data" / "corpus")],
                        cwd=ROOT, env={**os.environ, **ENV}, check=True, capture_output=True)
         print(table(run(index, args.rounds, args.seconds)))
     return 0

@@ -56,7 +56,7 @@ MAX_CHARS = 500  # the chunker's default extract size
 
 def bundled_units() -> tuple[list[str], list[str]]:
     """Paragraphs and sentences of the bundled meeting texts, whitespace-normalised."""
-    text = "\n\n".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "source_texts").glob("*.txt")))
+    text = "\n\n".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "assistant" / "data" / "corpus").glob("*.txt")))
     paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text) if len(p.split()) > 3]
     return paragraphs, [s for p in paragraphs for s in split_sentences(p)]
 
@@ -190,7 +190,7 @@ def cold_start(work: Path, repeats: int) -> dict[str, object]:
     result: dict[str, object] = {"repeats": repeats}
     for precision in embedding.PRECISIONS:
         index = str(work / f"bundled-{precision}")
-        seconds, rss, _ = run_child(["build", "--index", index, "--sources", "source_texts", "--precision", precision])
+        seconds, rss, _ = run_child(["build", "--index", index, "--sources", str(ROOT / "assistant" / "data" / "corpus"), "--precision", precision])
         asks = [run_child(["ask", QUESTION, "--index", index, "--precision", precision]) for _ in range(repeats)]
         result[precision] = {"bundled_build_s": round(seconds, 2), "bundled_build_peak_rss_mb": rss,
                              "ask_first_answer_s": _median([a[0] for a in asks]),
@@ -209,7 +209,7 @@ def _app_start(index: Path) -> dict[str, float]:
     url = f"http://127.0.0.1:{port}/"
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "assistant", "serve", "--index", str(index), "--sources",
-                             "source_texts", "--port", str(port)], cwd=ROOT, env=_env(),
+                             str(ROOT / "assistant" / "data" / "corpus"), "--port", str(port)], cwd=ROOT, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_until(lambda: _get(url + "gradio_api/info"), proc, 180)

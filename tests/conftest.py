@@ -1,9 +1,10 @@
 """Shared fixtures. Slow fixtures use the real bundled model and a real index built in a temp folder.
 
-Every test session converts the bundled model into a fresh temporary cache, so
-the "made once" checks check something and the user's own cache is never
-touched. With ``CI`` set, a missing ../shared or Chromium fails the run
-instead of skipping what needs them.
+Test sessions share a model cache in the temporary folder, named by a
+fingerprint of the bundled model and of the code that converts and exports it:
+the conversion (about 40 s) runs once per change of either, never in the
+user's own cache. With ``CI`` set, a missing ../shared or Chromium fails the
+run instead of skipping what needs them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT / "source_texts"
+CORPUS = ROOT / "assistant" / "data" / "corpus"  # the bundled meeting text
 DEV_SET = ROOT.parent / "shared" / "eval" / "dev.jsonl"
 HELDOUT = ROOT / "tests" / "heldout.jsonl"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -37,10 +38,24 @@ def pytest_configure(config: pytest.Config) -> None:
         ]
         if missing:
             raise pytest.UsageError("CI is set but the tests need: " + "; ".join(missing))
-    if "ASSISTANT_CACHE_DIR" not in os.environ:  # set it to reuse a warm cache on purpose
-        cache = tempfile.mkdtemp(prefix="ks-assistant-test-cache-")
-        os.environ["XDG_CACHE_HOME"] = cache  # Settings() and child processes (CLI, server) resolve below it
-        config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
+    if "ASSISTANT_CACHE_DIR" not in os.environ:  # set it to use a cache of your own on purpose
+        cache = Path(tempfile.gettempdir()) / f"ks-assistant-test-cache-{model_fingerprint()}"
+        cache.mkdir(exist_ok=True)
+        os.environ["XDG_CACHE_HOME"] = str(cache)  # Settings() and child processes (CLI, server) resolve below it
+
+
+def model_fingerprint() -> str:
+    """What the cached model depends on: the bundled weights file and the code that converts and exports it."""
+    import hashlib
+
+    from assistant.convert import bundled_model_file
+
+    digest = hashlib.sha256()
+    weights = Path(bundled_model_file())
+    digest.update(f"{weights}:{weights.stat().st_size}:{weights.stat().st_mtime_ns}".encode())
+    for module in ("convert.py", "embedding.py"):
+        digest.update((ROOT / "assistant" / module).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def read_jsonl(path: Path) -> list[dict]:

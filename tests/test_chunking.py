@@ -8,7 +8,7 @@ import pytest
 from assistant.chunking import Chunk, chunk_document, sentence_spans, split_sentences
 from assistant.sources import Document, read_document, scan_sources
 
-CORPUS = Path(__file__).resolve().parent.parent / "source_texts"
+CORPUS = Path(__file__).resolve().parent.parent / "assistant" / "data" / "corpus"
 LEAD_IN = "I møtet pekte KS på flere konkrete utfordringer og mulige tiltak:"
 BULLET_MARK = re.compile(r"^\s*(?:[•●▪◦·‣○■]\s*|[*-]\s+|\d{1,3}[.)]\s+)")
 

@@ -28,7 +28,7 @@ CP1252_FACT = "Formannskapet i Ørsta-Vågå ønsker økt rammetilskudd til skol
 def template(tmp_path_factory):
     """One real build of the corpus; each test works on its own copy of it."""
     base = tmp_path_factory.mktemp("template")
-    shutil.copytree(ROOT / "source_texts", base / "texts")
+    shutil.copytree(ROOT / "assistant" / "data" / "corpus", base / "texts")
     build_index(Settings.from_env(sources=base / "texts", index=base / "index"))
     return base
 
@@ -227,3 +227,25 @@ def test_a_search_in_flight_finishes_on_the_generation_it_started_on(workspace):
     hit = started.hit(started.hits[0].chunk_id)  # the old generation's vectors and chunks, after its folder is gone
     assert hit.text == started.hits[0].text and len(started.sentence_scores(hit)) >= 1
     assert retriever.stored.folder != old and len(retriever.stored.chunks) > len(started.stored.chunks)
+
+
+def test_a_text_that_occurs_many_times_in_a_build_is_embedded_once() -> None:
+    """A file of "Ja. Ja. Ja. …" has half a million sentences and one text to embed."""
+    import numpy as np
+
+    from assistant.indexing import _embed
+
+    class Counting:
+        dim = 2
+        embedded: list[str] = []
+
+        def embed_passages(self, texts: list[str]) -> np.ndarray:
+            self.embedded += texts
+            return np.array([[len(t), 1.0] for t in texts], np.float32)
+
+    embedder = Counting()
+    cache: dict = {}
+    vectors, count = _embed(["Ja."] * 100_000 + ["Nei da."], embedder, cache, lambda *a: None, "sentences")  # type: ignore[arg-type]
+    assert count == 2 and embedder.embedded == ["Ja.", "Nei da."]
+    assert vectors.shape == (100_001, 2) and vectors[0, 0] == vectors[99_999, 0] == 3 and vectors[-1, 0] == 7
+    assert _embed(["Nei da.", "Ja."], embedder, cache, lambda *a: None, "again")[1] == 0  # now in the cache
