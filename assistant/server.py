@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .api import create_api, mcp_tools, refine_mcp
 from .auth import USER_KEY, AuthGate, Credentials, Throttle
@@ -23,7 +24,7 @@ from .indexing import build_index, index_status
 from .limits import BodyLimit
 from .service import Service
 from .settings import Settings
-from .ui import build_app, gr, page_options
+from .ui import NORWEGIAN, build_app, gr, page_options
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 PRODUCT, DISTRIBUTION = "Møteassistent", "ks-assistant"
@@ -47,9 +48,43 @@ def create_app(settings: Settings, credentials: Credentials | None = None, throt
     # Gradio applies its file-access rules (inputs only from its upload folder) only to launched apps;
     # a mounted app is served all the same, so it gets them too.
     page.has_launched = True
+    app.add_middleware(NorwegianPage)
     app.add_middleware(AuthGate, credentials=credentials, throttle=throttle)
     app.add_middleware(BodyLimit)
     return app
+
+
+class NorwegianPage:
+    """Puts ui.NORWEGIAN first in the page's <head>, so Gradio's own words come in Norwegian (its nb
+    translation) whatever language the browser asks for; Gradio reads the language before any head
+    content it adds itself."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "GET" or scope.get("path") != "/":
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def buffered(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            body = b"".join(chunks)
+            headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]  # type: ignore[index]
+            if any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers):
+                body = body.replace(b"<head>", b"<head>" + NORWEGIAN.encode(), 1)
+            await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})  # type: ignore[dict-item]
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, buffered)
 
 
 def exposure_warning(host: str, credentials: Credentials) -> str | None:

@@ -385,18 +385,17 @@ def _progress_reporter(progress: gr.Progress) -> Callable[[str, int, int], None]
 
 
 # Gradio picks its language from the browser's; the product speaks Norwegian whatever the browser says.
+# The script must run before Gradio's own (server.NorwegianPage puts it first in the page's <head>).
 NORWEGIAN = """<script>
 for (const name of ["language", "languages"]) {
   Object.defineProperty(navigator, name, {get: () => (name === "language" ? "nb-NO" : ["nb-NO", "nb", "no"])});
 }
-document.documentElement.lang = "nb";
 </script>"""
 
 
 def page_options(settings: Settings) -> dict[str, object]:
     """How the page is mounted: offline, no monitoring, no SSR, our theme, in Norwegian; the same for serve() and the tests."""
     return {
-        "head": NORWEGIAN,
         "max_file_size": int(settings.max_file_mb * 1_000_000),
         "enable_monitoring": False,
         "footer_links": ["api", "settings"],

@@ -288,3 +288,63 @@ def test_titles_and_file_names_show_as_text_wherever_they_appear(page: Page, ui_
     finally:
         (ui_settings.sources / skipped_name).unlink()
         (ui_settings.sources / "tittel.md").unlink(missing_ok=True)
+
+
+def test_the_page_speaks_norwegian_whatever_the_browsers_language(browser: Browser, server: str) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    page = context.new_page()
+    page.goto(server)
+    expect(page.locator("#index-status")).to_contain_text("tekstbiter", timeout=ANSWER_TIMEOUT)
+    page.get_by_text("Legg til tekster").click()
+    expect(page.locator("#upload-files")).to_contain_text("Slipp fil her")
+    expect(page.locator("footer")).to_contain_text("Bruk via API eller MCP")
+    expect(page.locator("footer")).to_contain_text("Innstillinger")
+    assert "Drop File Here" not in page.content() and "Use via API" not in page.content()
+    context.close()
+
+
+def test_the_login_page_is_norwegian_keeps_the_name_and_lets_the_user_in(
+    browser: Browser, ui_settings: Settings, tmp_path_factory
+) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log_path = tmp_path_factory.mktemp("login") / "serve.log"
+    env = {**os.environ, **OFFLINE_ENV, "ASSISTANT_SOURCES": str(ui_settings.sources)}
+    command = [sys.executable, "-m", "assistant", "serve", "--index", str(ui_settings.index), "--port", str(port),
+               "--auth", "anna:riktig passord"]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 400
+        while True:
+            assert process.poll() is None, log_path.read_text()
+            try:
+                if httpx.get(url + "api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.3)
+        context = browser.new_context(locale="en-US")
+        page = context.new_page()
+        page.goto(url)
+        expect(page.get_by_role("heading", name="Møteassistent")).to_be_visible()
+        page.get_by_label("Brukernavn").fill("anna")
+        page.get_by_label("Passord").fill("feil")
+        page.get_by_role("button", name="Logg inn").click()
+        expect(page.get_by_role("alert")).to_have_text("Feil brukernavn eller passord.")
+        expect(page.get_by_label("Brukernavn")).to_have_value("anna")  # kept for the next try
+        page.get_by_label("Passord").fill("riktig passord")
+        page.get_by_role("button", name="Logg inn").click()
+        ask(page, "Hva krevde KS om SLT i april 2024?", SLT_EXTRACT)
+        context.close()
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
