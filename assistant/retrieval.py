@@ -218,7 +218,7 @@ class Retriever:
         answered the last question best.
         """
         named = reference(query, self.today(), stored.places)
-        if named or not history or followup_weight(query, 0.0) == 0.0:
+        if named or not history or not len(stored) or followup_weight(query, 0.0) == 0.0:
             return named if named else Reference()
         earlier = reference(history[-1], self.today(), stored.places)
         if earlier:

@@ -583,3 +583,9 @@ def test_the_highlight_prefers_the_sentence_with_the_kind_of_answer_asked_for():
     assert chosen("Når skal fergekaien stå ferdig?", far) == "Formannskapet drøftet fergekaien på Storholmen."
     assert [asked_kind(q) for q in ("When will it open?", "Kor mykje kostar det?", "Who attended?", "Hva sa KS?")] == [
         "when", "amount", "who", None]
+
+
+def test_a_follow_up_on_an_index_without_passages_answers_nothing(tmp_path):
+    r = word_retriever(word_index(tmp_path / "index", {"tom.txt": "\n"}))
+    a = answer("Og hva med kostnadene?", r, history=["Hva sa KS om barnevernet?"])
+    assert not a.found and a.related == []
