@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install index run test test-fast mutation bench eval tune screenshot browser clean
+.PHONY: install index run test test-fast mutation bench eval tune train screenshot browser clean
 BANK   := tests/eval/questions --split tests/eval/split.json --corpus tests/eval/texts assistant/data/corpus
 
 $(STAMP): pyproject.toml constraints.txt
@@ -46,6 +46,11 @@ eval: install
 
 # Choose and fit ranking and decline on the bank's tune half; writes assistant/data/ranking.json.
 tune: install
+	$(PY) -m assistant tune $(BANK)
+
+# Train the retriever adapter and the reader on training/ (hours on 2 cores; resumable), then refit on the tune half.
+train: install
+	$(PY) -m assistant train
 	$(PY) -m assistant tune $(BANK)
 
 bench: install

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from .chunking import sentence_spans
 from .lexical import looks_norwegian
 from .render import TEXTS, UNIT_LABELS, escape, render_markdown, render_text
+from .ranking import Reading
+from .reader import Reader
+from .reading import Read, logit, ordered, read_hits, shown
 from .retrieval import HISTORY_TURNS, TURN_CHARS, Hit, Retriever, Search, Where
 
 __all__ = ["TEXTS", "Answer", "Asked", "Citation", "answer", "escape", "render_markdown", "render_text"]
@@ -151,25 +154,81 @@ def answer(
     notes = [TEXTS[lang]["truncated"].format(n=len(cleaned))] if asked.truncated else []
     several = asks_for_several(cleaned)
     limit = k if k is not None else LIST_ITEMS if several else DEFAULT_K
-    search = retriever.run(cleaned, k=limit, history=list(asked.history), where=where)
+    reader, reading = retriever.reader, retriever.models.reading
+    depth = max(limit, reading.depth) if reader is not None else limit
+    search = retriever.run(cleaned, k=depth, history=list(asked.history), where=where)
     if Where.of(where):
         notes.append(TEXTS[lang]["filtered"].format(where=_describe(Where.of(where))))
     hits = dedupe(search.hits)
-    found = bool(hits) and retriever.models.decline.answers(decline_features(search))
-    result = Answer(cleaned, found, lang, hits=search.hits, note=" ".join(notes))
+    if reader is not None and hits:
+        decided = _by_reader(reader, reading, asked, hits, search, several, limit)
+    else:
+        decided = _by_rule(retriever, hits, search, several, limit)
+    result = Answer(cleaned, decided.found, lang, hits=decided.order, note=" ".join(notes))
     if result.found:
-        margin = (2 * RELATED_MARGIN if several else ONE_ANSWER_MARGIN) * _scale(hits)  # a list reaches further down
-        chosen = [h for h in hits if h.score >= hits[0].score - margin][:limit]
-        if several and search.named:  # the items of a named meeting, not the same topic in other meetings
-            chosen = [h for h in chosen if h.meeting >= hits[0].meeting]
-        if several:
-            chosen = whole_lists(chosen, search)[:limit]
-        ordered = [h for _, group in _grouped(chosen) for h in group]
-        result.citations = [_cite(n, h, search) for n, h in enumerate(ordered, 1)]
+        ordered = [h for _, group in _grouped(decided.shown) for h in group]
+        result.citations = [_cite(n, h, search, decided.spans.get(h.chunk_id)) for n, h in enumerate(ordered, 1)]
     elif hits:
-        result.related = [_cite(1, hits[0], search)]
+        result.related = [_cite(1, decided.order[0], search, decided.spans.get(decided.order[0].chunk_id))]
+        unknown = search.stored.lexical.missing(search.query) if lang == "no" else []
+        if unknown:
+            result.note = " ".join([*notes, TEXTS[lang]["missing"].format(words=", ".join(f"«{w}»" for w in unknown))])
     result.markdown = render_markdown(result)
     return result
+
+
+@dataclass
+class _Decided:
+    found: bool
+    order: list[Hit]  # every hit, best first
+    shown: list[Hit]  # the extracts that answer
+    spans: dict[int, tuple[int, int]] = field(default_factory=dict)  # chunk id -> the answering sentence
+
+
+def _by_rule(retriever: Retriever, hits: list[Hit], search: Search, several: bool, limit: int) -> _Decided:
+    """Without a reader: the retriever's order, the decline model, and extracts within a margin of the best."""
+    found = bool(hits) and retriever.models.decline.answers(decline_features(search))
+    if not found:
+        return _Decided(False, hits, [])
+    margin = (2 * RELATED_MARGIN if several else ONE_ANSWER_MARGIN) * _scale(hits)  # a list reaches further down
+    chosen = [h for h in hits if h.score >= hits[0].score - margin][:limit]
+    if several and search.named:  # the items of a named meeting, not the same topic in other meetings
+        chosen = [h for h in chosen if h.meeting >= hits[0].meeting]
+    if several:
+        chosen = whole_lists(chosen, search)[:limit]
+    return _Decided(True, hits, chosen)
+
+
+def _by_reader(
+    reader: Reader, reading: Reading, asked: Asked, hits: list[Hit], search: Search, several: bool, limit: int
+) -> _Decided:
+    """With the reader: its evidence orders the first hits, decides whether the texts answer, which
+    extracts to show (those that answer) and which sentence of each is the answer."""
+    reads = ordered(read_hits(reader, asked.question, asked.history, hits, reading), reading)
+    order = [r.hit for r in reads] + hits[reading.depth :]
+    spans = {r.hit.chunk_id: r.sentence for r in reads}
+    if not reading.decline.answers(decline_features(search, reads)):
+        return _Decided(False, order, [], spans)
+    chosen = shown(reads, reading, several)
+    if several:
+        chosen = _list_read(reader, reading, asked, chosen, search)
+    return _Decided(True, order, [r.hit for r in chosen][:limit], {**spans, **{r.hit.chunk_id: r.sentence for r in chosen}})
+
+
+def _list_read(reader: Reader, reading: Reading, asked: Asked, chosen: list[Read], search: Search) -> list[Read]:
+    """For a question that asks for a list: the list holding (or led in by) the best extract, read item by
+    item; every item that answers is shown, in document order, in place of the list's first extract."""
+    members = search.stored.list_of(chosen[0].hit.chunk_id)
+    if not members:
+        return chosen
+    known = {r.hit.chunk_id: r for r in chosen}
+    unread = [search.hit(i) for i in members if i not in known]
+    fresh = {r.hit.chunk_id: r for r in read_hits(reader, asked.question, asked.history, unread, replace(reading, depth=len(unread)))}
+    items = [known.get(i) or fresh[i] for i in members]
+    items = [r for r in items if r.probability >= reading.show]
+    lead_in = search.stored.chunks_at(members[:1])[0].lead_in
+    rest = [r for r in chosen if r.hit.chunk_id not in members and " ".join(r.hit.text.split()) != lead_in]
+    return [*items, *rest] if items else chosen
 
 
 def whole_lists(hits: Sequence[Hit], search: Search) -> list[Hit]:
@@ -212,19 +271,25 @@ def _describe(where: Where) -> str:
     return ", ".join(p for p in parts if p)
 
 
-def decline_features(search: Search) -> dict[str, float]:
-    """Question-level evidence that the texts answer it (see ranking.Decline)."""
+def decline_features(search: Search, reads: Sequence[Read] = ()) -> dict[str, float]:
+    """Question-level evidence that the texts answer it (see ranking.Decline): the first hits' cosines and
+    words, how many of the question's words a Norwegian question uses that the texts never do, and, with
+    the reader, the log-odds of its best verdict."""
     top = search.hits[:3]
     sentence = max((h.sentence for h in top), default=0.0)
     english = 1.0 - looks_norwegian(search.query)
-    return {
+    features = {
         "sentence": sentence,
         "margin": sentence - search.background,
         "coverage": search.coverage,
         "coverage_no": search.coverage * (1.0 - english),
         "lexical": max((h.lexical for h in top), default=0.0),
         "english": english,
+        "missing": float(len(search.stored.lexical.missing(search.query))) * (1.0 - english),
     }
+    if reads:
+        features["reader"] = max(logit(r.probability) for r in reads)
+    return features
 
 
 def _scale(hits: Sequence[Hit]) -> float:
@@ -298,8 +363,10 @@ def best_sentence(hit: Hit, search: Search) -> tuple[int, int]:
     return spans[int(np.argmax(score))]
 
 
-def _cite(number: int, hit: Hit, search: Search) -> Citation:
-    a, b = best_sentence(hit, search)
+def _cite(number: int, hit: Hit, search: Search, span: tuple[int, int] | None = None) -> Citation:
+    """A hit as a citation; its highlight is the sentence the reader found answering (``span``), or else the
+    one ``best_sentence`` chooses."""
+    a, b = span or best_sentence(hit, search)
     return Citation(
         number=number,
         source=hit.source,

@@ -8,6 +8,8 @@ little everywhere.
 
 from __future__ import annotations
 
+import re
+
 import json
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from .lexical import STOP_WORDS, analyze, forms_by_lemma, is_dictionary_word, is_lemma, lemma, split_compound, stem, surface_tokens, term
+from .lexical import QUESTION_FRAME, STOP_WORDS, analyze, forms_by_lemma, is_dictionary_word, is_lemma, lemma, split_compound, stem, surface_tokens, term
 
 FORMAT_VERSION = 2
 MATRIX_FILE = "lexical.npz"
@@ -120,6 +122,16 @@ class Vocabulary:
             column = self._ids.get(term)
             found += weight if column is not None else 0.5 * weight if self._parts(term) else 0.0
         return found / self._attainable(terms)
+
+    def missing(self, query: str) -> list[str]:
+        """The question's content words, as it spells them, that the texts never use as words of their own
+        (a word found only inside a compound, "sykehus" in "sykehusstruktur", is not what was asked)."""
+        words = []
+        for word in re.findall(r"\w[\w-]*", query):
+            terms = self.analyze(word)
+            if terms and word.casefold() not in QUESTION_FRAME and all(term not in self._ids for term in terms):
+                words.append(word)
+        return list(dict.fromkeys(words))
 
     def _idf(self, term: str) -> float:
         column = self._ids.get(term)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m assistant build | ask | documents | eval | tune | serve | hash-password | migrate``."""
+"""Command line: ``python -m assistant build | ask | documents | eval | tune | train | serve | hash-password | migrate``."""
 
 from __future__ import annotations
 
@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--split", type=Path, required=True, help="split file; only its tune half is used")
     tune.add_argument("--corpus", type=Path, nargs="+", metavar="DIR", help="as for eval")
     tune.add_argument("--out", type=Path, help="where to write the models (default: the package's data/ranking.json)")
+
+    train = sub.add_parser("train", help="train the retriever adapter and the reader on training/ (make train)")
+    train.add_argument("--only", choices=["all", "retriever", "reader"], default="all")
+    train.add_argument("--epochs", type=int, help="epochs for the models trained (default: each model's own)")
+    train.add_argument("--work", type=Path, default=Path(".train"), help="work folder (default .train/)")
 
     serve = sub.add_parser("serve", parents=[common], help="start the chat in the browser")
     serve.add_argument("--sources", type=Path)
@@ -201,6 +206,14 @@ def _tune(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace, settings: Settings) -> int:
+    from .training.run import train_all
+
+    root = Path(__file__).resolve().parent.parent
+    train_all(root, args.work, settings, args.only, args.epochs, report=lambda line: print(line, file=sys.stderr, flush=True))
+    return 0
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from .auth import Credentials
     from .server import serve
@@ -240,6 +253,7 @@ COMMANDS = {
     "documents": _documents,
     "eval": _eval,
     "tune": _tune,
+    "train": _train,
     "serve": _serve,
     "hash-password": _hash_password,
     "migrate": _migrate,

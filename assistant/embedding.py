@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .settings import BUNDLED_MODEL, Settings
+from .settings import BUNDLED_BASE, BUNDLED_MODEL, Settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -62,11 +62,14 @@ def precision_of(settings: Settings) -> str:
 
 
 def resolve_model(model: str, cache_dir: Path) -> str:
-    """Turn the model setting into something ``SentenceTransformer`` can open offline."""
-    if model == BUNDLED_MODEL:
+    """Turn the model setting into something ``SentenceTransformer`` can open offline: the bundled e5
+    converted (and, for the default, with the retriever trained here merged in), or the id as given."""
+    if model in (BUNDLED_MODEL, BUNDLED_BASE):
+        from .adapters import ensure_merged, has_retriever
         from .convert import ensure_converted
 
-        return str(ensure_converted(cache_dir))
+        base = ensure_converted(cache_dir)
+        return str(ensure_merged(cache_dir, base) if model == BUNDLED_MODEL and has_retriever() else base)
     return model
 
 

@@ -177,15 +177,18 @@ def _groups(question: Question) -> list[str]:
 
 
 def evaluate(retriever: Retriever, questions: Sequence[Question], modes: Sequence[str] = MODES) -> Report:
+    """The product ("hybrid") is measured on its answers, whose hits are in the order it shows them (reranked
+    by the reader when there is one); "dense" and "lexical" on the retriever's searches with one feature."""
     in_scope = [q for q in questions if q.expected]
     out_scope = [q for q in questions if not q.expected]
+    answers_in = [(q, answer(q.question, retriever, history=q.history)) for q in in_scope]
     by_mode: dict[str, dict[str, Scores]] = {}
     misses: list[dict[str, object]] = []
     for mode in modes:
         ranks: dict[str, list[int | None]] = {}
         documents: dict[str, list[bool]] = {}
-        for q in in_scope:
-            hits = retriever.search(q.question, 5, mode, q.history)
+        for q, a in answers_in:
+            hits = a.hits[:5] if mode == "hybrid" else retriever.search(q.question, 5, mode, q.history)
             rank = rank_of_answer(hits, q)
             right_document = bool(hits) and (q.source is None or hits[0].source == q.source)
             for group in _groups(q):
@@ -194,7 +197,6 @@ def evaluate(retriever: Retriever, questions: Sequence[Question], modes: Sequenc
             if mode == "hybrid" and rank != 1:
                 misses.append({"id": q.id, "question": q.question, "rank": rank})
         by_mode[mode] = {group: _scores(ranks[group], documents[group]) for group in ranks}
-    answers_in = [(q, answer(q.question, retriever, history=q.history)) for q in in_scope]
     answers_out = [answer(q.question, retriever, history=q.history) for q in out_scope]
     tops = [a.citations[0].text for _, a in answers_in if a.citations]
     recalls = [_list_recall(q, a.citations) for q, a in answers_in if q.list]

@@ -1,9 +1,10 @@
-"""The two learned decisions: how passages are ranked, and whether the texts answer at all.
+"""The learned decisions: how passages are ranked, whether the texts answer, and how the reader is used.
 
-Both are small linear models over a handful of evidence features, fitted by
-``python -m assistant tune`` on the tune half of the evaluation bank only and
-stored in ``data/ranking.json`` (with how they were chosen), so the figures on
-the test half stay honest. Nothing here needs scikit-learn at run time.
+The first two are small linear models over a handful of evidence features;
+``Reading`` holds the depth and thresholds for the trained reader. All are
+fitted by ``python -m assistant tune`` on the tune half of the evaluation bank
+only and stored in ``data/ranking.json`` (with how they were chosen), so the
+figures on the test half stay honest. Nothing here needs scikit-learn at run time.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 RANK_FEATURES = ("passage", "sentence", "lexical", "lexical_en", "meeting")
-DECLINE_FEATURES = ("sentence", "margin", "coverage", "coverage_no", "lexical", "english")
+DECLINE_FEATURES = ("sentence", "margin", "coverage", "coverage_no", "lexical", "english", "missing")
+READ_FEATURES = (*DECLINE_FEATURES, "reader")  # with the reader's verdict on the first hits
 DATA_FILE = "data/ranking.json"
 
 
@@ -76,10 +78,23 @@ class Decline:
 
 
 @dataclass(frozen=True)
+class Reading:
+    """How the reader's probabilities are used (``reading.py``), when a trained reader is there."""
+
+    depth: int = 6  # hits read, from the retriever's first
+    sentences: int = 3  # sentences read per hit, closest to the retriever's best sentence first
+    weight: float = 0.0  # how much the retriever's score adds to the reader's log-odds when ordering
+    decline: Decline = Decline(weights={"reader": 1.0}, bias=0.0)  # whether the texts answer, with the reader's verdict
+    show: float = 0.5  # a further extract is shown when its probability reaches this ...
+    margin: float = 2.0  # ... and its log-odds are within this of the best's
+
+
+@dataclass(frozen=True)
 class Models:
     ranker: Ranker = Ranker()
     decline: Decline = Decline()
     provenance: dict[str, object] = field(default_factory=dict)
+    reading: Reading = Reading()
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -90,9 +105,14 @@ class Models:
         decline = dict(data.get("decline") or {})
         unknown = set(ranker.get("weights", {})) - set(RANK_FEATURES)
         unknown |= set(decline.get("weights", {})) - set(DECLINE_FEATURES)
+        reading = dict(data.get("reading") or {})
+        if "decline" in reading:
+            unknown |= set(reading["decline"].get("weights", {})) - set(READ_FEATURES)
+            reading["decline"] = Decline(**reading["decline"])
         if unknown:
             raise ValueError(f"unknown features in the ranking file: {sorted(unknown)}")
-        return cls(Ranker(**ranker), Decline(**decline), dict(data.get("provenance") or {}))
+        reading = Reading(**reading)
+        return cls(Ranker(**ranker), Decline(**decline), dict(data.get("provenance") or {}), reading)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

@@ -30,6 +30,7 @@ TEXTS = {
         "empty": "Skriv et spørsmål om møtetekstene, for eksempel «Hva krevde KS om SLT?».",
         "truncated": "Spørsmålet var svært langt; bare de første {n} tegnene ble brukt.",
         "filtered": "Søkte bare i: {where}.",
+        "missing": "Tekstene nevner ikke {words}.",
     },
     "en": {
         "found": "Here is what the texts say:",
@@ -40,6 +41,7 @@ TEXTS = {
         "empty": "Ask a question about the meeting texts, for example “What did KS demand on SLT?”.",
         "truncated": "The question was very long; only its first {n} characters were used.",
         "filtered": "Searched only: {where}.",
+        "missing": "The texts do not mention {words}.",
     },
 }
 

@@ -26,6 +26,7 @@ from .lexical import looks_norwegian
 from .filters import WHERE_KEYS, FilterError, Where  # noqa: F401  (FilterError and WHERE_KEYS: re-exported for callers of retrieval)
 from .meetings import Meeting, Reference, reference
 from .ranking import Models, Ranker, load_models
+from .reader import Reader, load_reader
 from .settings import Settings
 from .backends import Backend, Generation, open_backend
 from .store import FIX, StoreError
@@ -115,9 +116,11 @@ class Retriever:
         embedder: Embedder,
         models: Models | None = None,
         today: Callable[[], date] = date.today,
+        reader: Reader | None = None,
     ) -> None:
         self.backend = open_backend(Settings(index=root)) if isinstance(root, (str, Path)) else root
         self.models = models or load_models()
+        self.reader = reader  # reads the first passages with the question (reader.py); None: the ranking alone
         self.today = today  # "i fjor" in a question is relative to it
         self.embedder = embedder
         self._stored = stored
@@ -142,7 +145,7 @@ class Retriever:
                 f"The index in '{backend.label}' was built with different weights of {wanted!r} "
                 f"(fingerprint {manifest.model_fingerprint}, loaded {embedder.fingerprint}). {FIX}"
             )
-        return cls(backend, backend.load(), embedder)
+        return cls(backend, backend.load(), embedder, reader=load_reader(settings.replace(model=wanted)))
 
     @property
     def stored(self) -> Generation:

@@ -23,7 +23,7 @@ import numpy as np
 
 from .answer import decline_features
 from .evaluation import Question, Split, is_right
-from .ranking import DECLINE_FEATURES, RANK_FEATURES, Decline, Models, Ranker
+from .ranking import DECLINE_FEATURES, RANK_FEATURES, READ_FEATURES, Decline, Models, Ranker, Reading
 from .retrieval import Hit, Retriever, named_sources
 
 MAX_WRONGLY = 0.03
@@ -226,7 +226,7 @@ def ceiling(cases: Sequence[Case], signed: bool = False) -> float:
     return float(np.mean([reachable(c, signed) for c in cases])) if cases else 0.0
 
 
-def fit_decline(x: np.ndarray, y: np.ndarray) -> tuple[Decline, dict[str, object]]:
+def fit_decline(x: np.ndarray, y: np.ndarray, names: Sequence[str] = DECLINE_FEATURES) -> tuple[Decline, dict[str, object]]:
     """Logistic regression on question-level evidence; threshold from cross-validated in-scope probabilities."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
@@ -243,7 +243,7 @@ def fit_decline(x: np.ndarray, y: np.ndarray) -> tuple[Decline, dict[str, object
     weights = model.coef_[0] / scale
     bias = float(model.intercept_[0] - np.sum(model.coef_[0] * mean / scale))
     decline = Decline(
-        weights={n: round(float(w), 5) for n, w in zip(DECLINE_FEATURES, weights)},
+        weights={n: round(float(w), 5) for n, w in zip(names, weights)},
         bias=round(bias, 5),
         threshold=round(threshold, 5),
     )
@@ -254,6 +254,117 @@ def fit_decline(x: np.ndarray, y: np.ndarray) -> tuple[Decline, dict[str, object
         "out_of_scope": int((~y).sum()),
     }
     return decline, cv
+
+
+DEPTHS = (4, 6, 8)  # hits the reader reads; each costs one short pass per sentence
+READ_WEIGHTS = (0.0, 5.0, 10.0, 20.0, 40.0, 80.0, 1e4)  # of the retriever's score beside the reader's log-odds (1e4: its order)
+MARGINS = (0.5, 1.0, 2.0, 3.0, 5.0, float("inf"))  # log-odds below the best at which an extract still shows
+
+
+@dataclass
+class ReadCase:
+    """One tune question's first hits as the reader saw them: probability, retriever score, right or not,
+    and the question's decline evidence with the reader's verdict."""
+
+    question: Question
+    probability: np.ndarray
+    score: np.ndarray
+    right: np.ndarray
+    features: dict[str, float]
+
+
+def collect_reads(retriever: Retriever, questions: Sequence[Question], ranker: Ranker, depth: int = max(DEPTHS)) -> list[ReadCase]:
+    from .answer import dedupe
+    from .reading import read_hits
+
+    assert retriever.reader is not None
+    reading = Reading(depth=depth)
+    cases = []
+    for q in questions:
+        search = retriever.run(q.question, k=depth, history=q.history, ranker=ranker)
+        reads = read_hits(retriever.reader, q.question, q.history, dedupe(search.hits), reading)
+        cases.append(ReadCase(
+            q,
+            np.array([r.probability for r in reads], np.float64),
+            np.array([r.hit.score for r in reads], np.float64),
+            np.array([bool(q.expected) and is_right(r.hit, q) for r in reads], dtype=bool),
+            decline_features(search, reads),
+        ))
+    return cases
+
+
+def _logits(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def read_mrr(case: ReadCase, depth: int, weight: float) -> float:
+    """Reciprocal rank of the first right hit after reading the first ``depth`` (the rest keep their order)."""
+    n = min(depth, len(case.probability))
+    order = list(np.argsort(-(_logits(case.probability[:n]) + weight * case.score[:n]), kind="stable")) + list(range(n, len(case.right)))
+    rank = next((r for r, i in enumerate(order[:5], 1) if case.right[i]), None)
+    return 1.0 / rank if rank else 0.0
+
+
+def _by_document(cases: Sequence[ReadCase]) -> dict[str, list[int]]:
+    folds: dict[str, list[int]] = {}
+    for i, case in enumerate(cases):
+        folds.setdefault(case.question.source or "", []).append(i)
+    return folds
+
+
+def fit_reading(cases: Sequence[ReadCase], report: Callable[[str], None] = print) -> tuple[Reading, dict[str, object]]:
+    """Depth and weight by leave-one-document-out MRR (the cheaper, simpler one within a standard error of
+    the best); the answer threshold so that at most MAX_WRONGLY of the in-scope questions are declined;
+    the margin of further extracts by the F1 of extract precision and of the answer being shown."""
+    inside = [c for c in cases if c.question.expected]
+    folds = _by_document(inside)
+    table = []
+    for depth, weight in itertools.product(DEPTHS, READ_WEIGHTS):
+        per_question = np.zeros(len(inside))
+        for held in folds.values():
+            per_question[held] = [read_mrr(inside[i], depth, weight) for i in held]
+        table.append({"depth": depth, "weight": weight, "cv_mrr": round(float(per_question.mean()), 4),
+                      "se": round(float(per_question.std() / np.sqrt(len(per_question))), 4)})
+        report(f"  reader depth {depth}, weight {weight:g}: MRR {table[-1]['cv_mrr']:.3f} ± {table[-1]['se']:.3f}")
+    best = max(table, key=lambda row: row["cv_mrr"])
+    simple = min((row for row in table if row["cv_mrr"] >= best["cv_mrr"] - best["se"]),
+                 key=lambda row: (row["depth"], row["weight"]))
+    depth, weight = int(simple["depth"]), float(simple["weight"])
+    labels = np.array([bool(c.question.expected) for c in cases])
+    decline, decline_cv = fit_decline(np.array([[c.features[n] for n in READ_FEATURES] for c in cases]), labels, READ_FEATURES)
+    report(f"  decline with the reader: {decline_cv}")
+    inside_top = np.sort([c.probability[:depth].max(initial=0.0) for c in inside])
+    answers = float(inside_top[int(np.floor(MAX_WRONGLY * len(inside_top)))]) if len(inside_top) else 0.5
+    margins = []
+    for margin in MARGINS:
+        precision, shown_right = [], []
+        for case in inside:
+            if case.question.list:
+                continue
+            n = min(depth, len(case.probability))
+            logit = _logits(case.probability[:n]) + weight * case.score[:n]
+            order = np.argsort(-logit, kind="stable")
+            if not n or case.probability[order[0]] < answers:
+                continue
+            best_logit = _logits(case.probability[order[:1]])[0]
+            show = [order[0]] + [i for i in order[1:] if case.probability[i] >= answers and _logits(case.probability[i:i + 1])[0] >= best_logit - margin]
+            precision += [bool(case.right[i]) for i in show]
+            shown_right.append(any(case.right[i] for i in show))
+        p, r = float(np.mean(precision)), float(np.mean(shown_right))
+        margins.append({"margin": margin, "precision": round(p, 4), "answer_shown": round(r, 4), "f1": round(2 * p * r / (p + r), 4)})
+        report(f"  extracts within {margin:g} log-odds of the best: precision {p:.3f}, answer shown {r:.3f}")
+    chosen = max(margins, key=lambda row: row["f1"])
+    reading = Reading(depth=depth, weight=weight, decline=decline, show=round(answers, 5),
+                      margin=float(chosen["margin"]) if np.isfinite(chosen["margin"]) else 99.0)
+    cv = {
+        "reader_cv": table,
+        "chosen": {"depth": depth, "weight": weight},
+        "margins": [{**row, "margin": row["margin"] if np.isfinite(row["margin"]) else "inf"} for row in margins],
+        "decline_cv": decline_cv,
+    }
+    report(f"  reader: {reading}")
+    return reading, cv
 
 
 def tune(
@@ -272,6 +383,9 @@ def tune(
     labels = np.array([bool(q.expected) for q in tune_half])
     decline, decline_cv = fit_decline(evidence(retriever, tune_half, ranker), labels)
     report(f"  decline: {decline_cv}")
+    reading, reading_cv = Reading(), None
+    if retriever.reader is not None:
+        reading, reading_cv = fit_reading(collect_reads(retriever, tune_half, ranker), report)
     ids = sorted(q.id for q in tune_half)
     provenance = {
         "fitted": time.strftime("%Y-%m-%d"),
@@ -281,5 +395,6 @@ def tune(
         "ranking_cv": table,
         "ranking_ceiling_hit_at_1": top,
         "decline_cv": decline_cv,
+        "reading_cv": reading_cv,
     }
-    return Models(ranker, decline, provenance)
+    return Models(ranker, decline, provenance, reading)

