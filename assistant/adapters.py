@@ -37,6 +37,7 @@ def ensure_merged(cache_dir: Path, base: Path, adapter: Path = RETRIEVER) -> Pat
     """The base folder with the adapter merged into its weights, made once."""
     from .convert import build_once
 
+    base, adapter = base.resolve(), adapter.resolve()
     dest = cache_dir / f"{base.name}-retriever-{fingerprint(adapter)}"
     note = "Merging the retriever trained here into the bundled model (once, about 15 s)"
     return build_once(dest, "modules.json", lambda work: _merge_in(work, base, adapter), note)

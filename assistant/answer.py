@@ -154,14 +154,14 @@ def answer(
     notes = [TEXTS[lang]["truncated"].format(n=len(cleaned))] if asked.truncated else []
     several = asks_for_several(cleaned)
     limit = k if k is not None else LIST_ITEMS if several else DEFAULT_K
-    reader, reading = retriever.reader, retriever.models.reading
-    depth = max(limit, reading.depth) if reader is not None else limit
+    reading = retriever.models.reading if retriever.reader is not None else None
+    depth = max(limit, reading.depth) if reading is not None else limit
     search = retriever.run(cleaned, k=depth, history=list(asked.history), where=where)
     if Where.of(where):
         notes.append(TEXTS[lang]["filtered"].format(where=_describe(Where.of(where))))
     hits = dedupe(search.hits)
-    if reader is not None and hits:
-        decided = _by_reader(reader, reading, asked, hits, search, several, limit)
+    if reading is not None and hits:
+        decided = _by_reader(retriever.reader, reading, asked, hits, search, several, limit)
     else:
         decided = _by_rule(retriever, hits, search, several, limit)
     result = Answer(cleaned, decided.found, lang, hits=decided.order, note=" ".join(notes))

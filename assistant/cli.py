@@ -196,10 +196,12 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 def _tune(args: argparse.Namespace, settings: Settings) -> int:
     from .evaluation import load_questions, load_split
     from .ranking import DATA_FILE
+    from .reader import load_reader
     from .tuning import tune
 
     retriever = _eval_retriever(args, settings)
-    models = tune(retriever, load_questions(args.file), load_split(args.split), report=lambda line: print(line, file=sys.stderr))
+    reader = load_reader(settings.replace(model=retriever.embedder.model_id))
+    models = tune(retriever, load_questions(args.file), load_split(args.split), lambda line: print(line, file=sys.stderr), reader)
     out = args.out or Path(__file__).parent / DATA_FILE
     models.save(out)
     print(f"wrote {out}")

@@ -40,7 +40,7 @@ STOP_WORDS = frozenset(get_stop_words("norwegian")) | frozenset(
 
 # Words that frame a question in English or Norwegian rather than name what it is about.
 QUESTION_FRAME = STOP_WORDS | frozenset(get_stop_words("english")) | frozenset(
-    "say said says tell told hva kva hvem kven når kor hvor hvorfor korfor vedtok vedtak krevde kravde mente meinte".split()
+    "say said says tell told hva kva hvem kven når kor hvor hvorfor korfor vedtok vedtak krevde kravde mente meinte fjor ifjor".split()
 )
 
 _WORD = re.compile(r"[^\W_]+")

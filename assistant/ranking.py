@@ -94,7 +94,7 @@ class Models:
     ranker: Ranker = Ranker()
     decline: Decline = Decline()
     provenance: dict[str, object] = field(default_factory=dict)
-    reading: Reading = Reading()
+    reading: Reading | None = None  # None: tune found that the reader does not beat the ranking alone
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -105,14 +105,13 @@ class Models:
         decline = dict(data.get("decline") or {})
         unknown = set(ranker.get("weights", {})) - set(RANK_FEATURES)
         unknown |= set(decline.get("weights", {})) - set(DECLINE_FEATURES)
-        reading = dict(data.get("reading") or {})
-        if "decline" in reading:
+        reading = dict(data["reading"]) if data.get("reading") else None
+        if reading and "decline" in reading:
             unknown |= set(reading["decline"].get("weights", {})) - set(READ_FEATURES)
             reading["decline"] = Decline(**reading["decline"])
         if unknown:
             raise ValueError(f"unknown features in the ranking file: {sorted(unknown)}")
-        reading = Reading(**reading)
-        return cls(Ranker(**ranker), Decline(**decline), dict(data.get("provenance") or {}), reading)
+        return cls(Ranker(**ranker), Decline(**decline), dict(data.get("provenance") or {}), Reading(**reading) if reading else None)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

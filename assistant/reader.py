@@ -138,7 +138,7 @@ def _load(cache_dir: Path, adapter: Path) -> Reader:
 def ensure_exported(cache_dir: Path, adapter: Path) -> Path:
     from .convert import build_once, ensure_converted
 
-    base = ensure_converted(cache_dir)
+    base, adapter = ensure_converted(cache_dir).resolve(), adapter.resolve()
     dest = cache_dir / f"reader-v{EXPORT_VERSION}-{adapter_fingerprint(adapter)}"
     note = "Exporting the trained reader to ONNX Runtime (once, about 20 s)"
     return build_once(dest, "meta.json", lambda work: _export_in(work, base, adapter), note)

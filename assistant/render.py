@@ -52,7 +52,7 @@ def render_markdown(result: Answer) -> str:
     """Quotes as Markdown with every character of source text escaped, so it shows and never runs."""
     t = TEXTS[result.language]
     parts: list[str] = []
-    if result.note:
+    if result.note and result.found:
         parts.append(f"*{escape(result.note)}*")
     if result.found:
         parts.append(t["found"])
@@ -63,7 +63,7 @@ def render_markdown(result: Answer) -> str:
         sources = "\n".join(f"- {escape(c.label(result.language))} ({escape(c.source)})" for c in result.citations)
         parts.append(f"<details><summary>{t['sources']}</summary>\n\n{sources}\n\n</details>")
     else:
-        parts.append(t["not_found"])
+        parts.append(t["not_found"] + (f" *{escape(result.note)}*" if result.note else ""))  # what was not found, then why
         if result.related:
             parts.append(t["maybe"])
             parts.extend(_quotes(result.related, result.language, answers=False))
@@ -126,12 +126,12 @@ def escape(text: str) -> str:
 def render_text(result: Answer) -> str:
     """Plain terminal rendering: the highlighted sentence between » and «, grouped by meeting."""
     t = TEXTS[result.language]
-    lines = [result.note] if result.note else []
+    lines = [result.note] if result.note and result.found else []
     if result.found:
         lines.append(t["found"])
         groups = by_meeting(result.citations)
     else:
-        lines.append(t["not_found"])
+        lines.append(" ".join(filter(None, [t["not_found"], result.note])))
         groups = [("", list(result.related))] if result.related else []
         if result.related:
             lines.append(t["maybe"])

@@ -145,7 +145,9 @@ class Retriever:
                 f"The index in '{backend.label}' was built with different weights of {wanted!r} "
                 f"(fingerprint {manifest.model_fingerprint}, loaded {embedder.fingerprint}). {FIX}"
             )
-        return cls(backend, backend.load(), embedder, reader=load_reader(settings.replace(model=wanted)))
+        models = load_models()
+        reader = load_reader(settings.replace(model=wanted)) if models.reading is not None else None
+        return cls(backend, backend.load(), embedder, models, reader=reader)
 
     @property
     def stored(self) -> Generation:
@@ -205,10 +207,12 @@ class Retriever:
         ranker = SINGLE.get(mode) or ranker or self.models.ranker
         sources = named_sources(stored, named)
         hits: list[Hit] = []
+        words = " ".join([*history[-1:], focus])  # what BM25 searches: a follow-up's words with the last turn's
         if query.strip() and len(stored):
-            hits = self._rank(stored, qvec, query, " ".join([*history[-1:], focus]), k, ranker, sources, where)
+            hits = self._rank(stored, qvec, query, words, k, ranker, sources, where)
         background = float((stored.background @ qvec).max()) if len(stored.background) else 0.0
-        coverage = stored.lexical.coverage(focus)
+        leans = bool(history) and followup_weight(query, 0.0) > 0.0  # "Hvor mye?" asks about the last turn's words
+        coverage = stored.lexical.coverage(words if leans else focus)
         return Search(query, qvec, hits, stored, background, coverage, named, ranker, sources)
 
     def named_meeting(

@@ -23,6 +23,7 @@ import numpy as np
 
 from .answer import decline_features
 from .evaluation import Question, Split, is_right
+from .reader import Reader
 from .ranking import DECLINE_FEATURES, RANK_FEATURES, READ_FEATURES, Decline, Models, Ranker, Reading
 from .retrieval import Hit, Retriever, named_sources
 
@@ -273,16 +274,17 @@ class ReadCase:
     features: dict[str, float]
 
 
-def collect_reads(retriever: Retriever, questions: Sequence[Question], ranker: Ranker, depth: int = max(DEPTHS)) -> list[ReadCase]:
+def collect_reads(
+    retriever: Retriever, reader: Reader, questions: Sequence[Question], ranker: Ranker, depth: int = max(DEPTHS)
+) -> list[ReadCase]:
     from .answer import dedupe
     from .reading import read_hits
 
-    assert retriever.reader is not None
     reading = Reading(depth=depth)
     cases = []
     for q in questions:
         search = retriever.run(q.question, k=depth, history=q.history, ranker=ranker)
-        reads = read_hits(retriever.reader, q.question, q.history, dedupe(search.hits), reading)
+        reads = read_hits(reader, q.question, q.history, dedupe(search.hits), reading)
         cases.append(ReadCase(
             q,
             np.array([r.probability for r in reads], np.float64),
@@ -306,31 +308,26 @@ def read_mrr(case: ReadCase, depth: int, weight: float) -> float:
     return 1.0 / rank if rank else 0.0
 
 
-def _by_document(cases: Sequence[ReadCase]) -> dict[str, list[int]]:
-    folds: dict[str, list[int]] = {}
-    for i, case in enumerate(cases):
-        folds.setdefault(case.question.source or "", []).append(i)
-    return folds
-
-
-def fit_reading(cases: Sequence[ReadCase], report: Callable[[str], None] = print) -> tuple[Reading, dict[str, object]]:
-    """Depth and weight by leave-one-document-out MRR (the cheaper, simpler one within a standard error of
-    the best); the answer threshold so that at most MAX_WRONGLY of the in-scope questions are declined;
-    the margin of further extracts by the F1 of extract precision and of the answer being shown."""
+def fit_reading(cases: Sequence[ReadCase], report: Callable[[str], None] = print) -> tuple[Reading | None, dict[str, object]]:
+    """Depth and weight by MRR on the tune half: the cheapest within a standard error of the best, and the
+    cheapest of all is not to read (the retriever's own order, weight 1e4), so the reader is used only when
+    it ranks better by more than a standard error. Then the answer threshold so that at most MAX_WRONGLY
+    of the in-scope questions are declined, and the margin of further extracts by the F1 of extract
+    precision and of the answer being shown."""
     inside = [c for c in cases if c.question.expected]
-    folds = _by_document(inside)
     table = []
     for depth, weight in itertools.product(DEPTHS, READ_WEIGHTS):
-        per_question = np.zeros(len(inside))
-        for held in folds.values():
-            per_question[held] = [read_mrr(inside[i], depth, weight) for i in held]
+        per_question = np.array([read_mrr(case, depth, weight) for case in inside])
         table.append({"depth": depth, "weight": weight, "cv_mrr": round(float(per_question.mean()), 4),
                       "se": round(float(per_question.std() / np.sqrt(len(per_question))), 4)})
         report(f"  reader depth {depth}, weight {weight:g}: MRR {table[-1]['cv_mrr']:.3f} ± {table[-1]['se']:.3f}")
     best = max(table, key=lambda row: row["cv_mrr"])
     simple = min((row for row in table if row["cv_mrr"] >= best["cv_mrr"] - best["se"]),
-                 key=lambda row: (row["depth"], row["weight"]))
+                 key=lambda row: (row["weight"] != READ_WEIGHTS[-1], row["depth"], row["weight"]))
     depth, weight = int(simple["depth"]), float(simple["weight"])
+    used = weight != READ_WEIGHTS[-1]
+    report(f"  best reading MRR {best['cv_mrr']:.3f} ± {best['se']:.3f}; chosen depth {depth}, weight {weight:g}"
+           f" -> the reader is {'used' if used else 'not used (the retriever order is within a standard error)'}")
     labels = np.array([bool(c.question.expected) for c in cases])
     decline, decline_cv = fit_decline(np.array([[c.features[n] for n in READ_FEATURES] for c in cases]), labels, READ_FEATURES)
     report(f"  decline with the reader: {decline_cv}")
@@ -358,19 +355,25 @@ def fit_reading(cases: Sequence[ReadCase], report: Callable[[str], None] = print
     reading = Reading(depth=depth, weight=weight, decline=decline, show=round(answers, 5),
                       margin=float(chosen["margin"]) if np.isfinite(chosen["margin"]) else 99.0)
     cv = {
+        "used": used,
         "reader_cv": table,
         "chosen": {"depth": depth, "weight": weight},
         "margins": [{**row, "margin": row["margin"] if np.isfinite(row["margin"]) else "inf"} for row in margins],
         "decline_cv": decline_cv,
     }
     report(f"  reader: {reading}")
-    return reading, cv
+    return (reading if used else None), cv
 
 
 def tune(
-    retriever: Retriever, questions: Sequence[Question], split: Split, report: Callable[[str], None] = print
+    retriever: Retriever,
+    questions: Sequence[Question],
+    split: Split,
+    report: Callable[[str], None] = print,
+    reader: Reader | None = None,
 ) -> Models:
-    """Fit both models on the tune half; the provenance records exactly which questions were used."""
+    """Fit the models on the tune half (with ``reader``, also whether and how to use it); the provenance
+    records exactly which questions were used."""
     tune_half = split.half(questions, "tune")
     report(f"tune half: {sum(bool(q.expected) for q in tune_half)} in scope, {sum(not q.expected for q in tune_half)} out of scope")
     cases = collect(retriever, [q for q in tune_half if q.expected])
@@ -383,9 +386,9 @@ def tune(
     labels = np.array([bool(q.expected) for q in tune_half])
     decline, decline_cv = fit_decline(evidence(retriever, tune_half, ranker), labels)
     report(f"  decline: {decline_cv}")
-    reading, reading_cv = Reading(), None
-    if retriever.reader is not None:
-        reading, reading_cv = fit_reading(collect_reads(retriever, tune_half, ranker), report)
+    reading, reading_cv = None, None
+    if reader is not None:
+        reading, reading_cv = fit_reading(collect_reads(retriever, reader, tune_half, ranker), report)
     ids = sorted(q.id for q in tune_half)
     provenance = {
         "fitted": time.strftime("%Y-%m-%d"),

@@ -54,8 +54,12 @@ READ = (
     "    outcome = f'read: {len(doc.text):,} characters'\n"
     "except SourceError as exc:\n"
     "    outcome = str(exc).replace(path.name + ': ', '', 1)\n"
-    "print(f'{time.perf_counter() - start:.3f}')\n"
+    "seconds = time.perf_counter() - start\n"
+    "from assistant import sandbox; import resource\n"
+    "sandbox.shutdown()  # the parsing children were waited for by the helper, the helper by us\n"
+    "print(f'{seconds:.3f}')\n"
     "print(outcome)\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)\n"
 )
 
 
@@ -78,6 +82,31 @@ def pdf_bomb(path: Path, unpacked_mb: int) -> Path:
     return path
 
 
+def pdf_pages(path: Path, pages: int, content: bytes, shared: bool = False) -> Path:
+    """A PDF of many pages: each with its own copy of one compressed content stream, or all sharing one."""
+    packed = zlib.compress(content, 9)
+    stream = f"<< /Length {len(packed)} /Filter /FlateDecode >>\nstream\n".encode() + packed + b"\nendstream"
+    first_page = 4
+    kids = " ".join(f"{first_page + (1 if shared else 2) * i} 0 R" for i in range(pages))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>".encode(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    for i in range(pages):
+        contents = first_page + pages if shared else first_page + 2 * i + 1
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
+            + f"/Contents {contents} 0 R >>".encode()
+        )
+        if not shared:
+            objects.append(stream)
+    if shared:
+        objects.append(stream)
+    path.write_bytes(pdf_file(objects))
+    return path
+
+
 def inputs(work: Path, quick: bool) -> list[tuple[str, Path]]:
     """(description, file) for every hostile input, plus an ordinary Word file as the baseline."""
     sentence = "Kommunestyret i Bodø vedtok budsjettet for 2025 etter en lang debatt om skole og helse. "
@@ -94,6 +123,11 @@ def inputs(work: Path, quick: bool) -> list[tuple[str, Path]]:
         (".html with 2,800,000 empty `<i>` (20 MB)", html_file(work / "bred.html", lambda: "<p>" + "<i></i>" * 2_800_000 + "</p>")),
         (".html with 95,000 empty `<i>` (parsed: under the limit)", html_file(work / "bred-95k.html", lambda: "<p>" + "<i></i>" * 95_000 + "tekst</p>")),
         (".pdf, one page inflating to 1 GB", pdf_bomb(work / "bombe.pdf", 1000)),
+        (".pdf, 50 pages each inflating to 70 MB (the probe's 3.4 MB file)",
+         pdf_pages(work / "sider-70mb.pdf", 50, b"BT /F1 12 Tf 72 720 Td (Hei) Tj ET\n" * 2_000_000)),
+        (".pdf, 3 small pages of 4.9 MB of path operators each (about 2.4 million operators)",
+         pdf_pages(work / "operatorer.pdf", 3, b"0 0 m\n" * 816_000)),
+        (".pdf, 99,000 pages sharing one content stream", pdf_pages(work / "sider-99k.pdf", 99_000, b"BT /F1 12 Tf 72 720 Td (Hei) Tj ET\n", shared=True)),
         (".txt, 20 MB of random bytes", _write(work / "tilfeldig.txt", os.urandom(19_900_000))),
         (".txt, UTF-16 LE without BOM, 20 MB", _write(work / "utf16.txt", (sentence * 110_000).encode("utf-16-le"))),
         (".txt, one 2 MB line without a sentence end", _write(work / "linje.txt", ("ord " * 500_000).encode())),
@@ -120,8 +154,8 @@ def read_alone(path: Path) -> dict[str, object]:
     _, rss, code, out, err = run([READ, str(path)])
     if code:
         raise RuntimeError(f"reading {path.name} failed: {err[-500:]}")
-    seconds, outcome = out.splitlines()[:2]
-    return {"read_s": float(seconds), "read_peak_mb": rss, "outcome": outcome}
+    seconds, outcome, child_peak = out.splitlines()[:3]
+    return {"read_s": float(seconds), "read_peak_mb": rss, "parser_peak_mb": float(child_peak), "outcome": outcome}
 
 
 def build_with(work: Path, path: Path | None) -> dict[str, object]:
@@ -195,13 +229,14 @@ def full_disk(work: Path) -> dict[str, object]:
 
 def table(results: dict[str, object]) -> str:
     lines = [
-        "| Hostile input | file size | read alone: s / peak MB | build: s / peak MB | outcome |",
+        "| Hostile input | file size | read alone: s / peak MB / parser's peak MB | build: s / peak MB | outcome |",
         "|---|---|---|---|---|",
     ]
     for row in results["inputs"]:
         build = f"{row['build_s']:.1f} / {row['build_peak_mb']:.0f}" if "build_s" in row else "–"
         lines.append(
-            f"| {row['input']} | {row['bytes'] / 1e6:.2f} MB | {row['read_s']:.2f} / {row['read_peak_mb']:.0f} "
+            f"| {row['input']} | {row['bytes'] / 1e6:.2f} MB | {row['read_s']:.2f} / {row['read_peak_mb']:.0f} / "
+            f"{row['parser_peak_mb']:.0f} "
             f"| {build} | {row['outcome'][:160]} |"
         )
     corpus = results["corpus_build"]
@@ -231,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for label, path in inputs(work / "files", args.quick):
             print(f"[hostile] {time.strftime('%H:%M:%S')} {label}", file=sys.stderr, flush=True)
             row: dict[str, object] = {"input": label, "bytes": path.stat().st_size, **read_alone(path)}
-            if path.suffix == ".docx" or path.stem in ("linje", "ja"):
+            if path.suffix == ".docx" or path.stem in ("linje", "ja", "sider-70mb", "operatorer"):
                 row.update(build_with(work, path))
             results["inputs"].append(row)
             path.unlink()

@@ -353,8 +353,11 @@ def test_decline_features_are_the_question_level_evidence(meetings):
     search = Search("What did KS demand?", np.zeros(4, np.float32), hits, stored, background=0.25, coverage=0.5)
     english = 1.0 - looks_norwegian("What did KS demand?")
     assert decline_features(search) == pytest.approx(
-        {"sentence": 0.7, "margin": 0.45, "coverage": 0.5, "coverage_no": 0.5 * (1 - english), "lexical": 0.4, "english": english}
+        {"sentence": 0.7, "margin": 0.45, "coverage": 0.5, "coverage_no": 0.5 * (1 - english), "lexical": 0.4, "english": english,
+         "missing": len(stored.lexical.missing("What did KS demand?")) * (1 - english)}
     )
+    unknown = decline_features(dataclasses.replace(search, query="Hva sa KS om sykehusstrukturen?"))
+    assert unknown["missing"] > 0.9  # a Norwegian word no text uses (times how Norwegian the question looks)
     empty = decline_features(dataclasses.replace(search, hits=[], query="Hva krevde KS?"))
     assert empty["sentence"] == 0.0 and empty["lexical"] == 0.0 and empty["margin"] == -0.25 and empty["english"] < 0.5
 

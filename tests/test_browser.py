@@ -183,7 +183,7 @@ def test_phone_width_keeps_the_chat_usable(browser: Browser, server: str) -> Non
 
 
 def test_answers_from_two_meetings_are_grouped_under_their_titles(page: Page) -> None:
-    answer = ask(page, "Hva krevde KS om SLT?", SLT_EXTRACT)
+    answer = ask(page, "Hvilke forslag om SLT kom KS med?", SLT_EXTRACT)
     headings = answer.locator("h4")
     expect(headings).to_have_count(2)
     expect(headings.filter(has_text="KS konsultasjonsmøte 26.04.2024")).to_have_count(1)
@@ -241,14 +241,14 @@ def test_the_documents_panel_removes_after_asking_and_restores(page: Page, ui_se
 
 def test_copy_button_and_status_line(page: Page) -> None:
     expect(page.locator("#index-status")).to_contain_text(re.compile(r"\d+ dokumenter, \d+ tekstbiter, bygget \d\d\.\d\d\.\d{4} kl\. \d\d:\d\d"))
-    answer = ask(page, "Hva krevde KS om SLT?", SLT_EXTRACT)
+    answer = ask(page, "Hva foreslo KS om SLT i april 2024?", SLT_EXTRACT)
     answer.hover()
     copy = page.locator("#chatbot").get_by_role("button", name=re.compile("Copy|Kopier", re.IGNORECASE)).last
     expect(copy).to_be_visible()
 
 
 def test_screenshot(page: Page, tmp_path: Path) -> None:
-    ask(page, "Hva krevde KS om SLT?", SLT_EXTRACT)
+    ask(page, "Hva foreslo KS om SLT i april 2024?", SLT_EXTRACT)
     expect(page.locator("#viewer #kilde-start")).to_be_visible()
     out = Path(os.environ.get("SCREENSHOT_OUT") or tmp_path / "screenshot.png")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from assistant.filters import FilterError
 from assistant.service import Service
 from assistant.settings import Settings
 
@@ -25,7 +26,9 @@ def test_answers_are_remembered_per_question_and_options(built: Settings) -> Non
     assert service.answer("Hva krevde KS om SLT?", history=["Hva sa KS om barnevernet?"]) is not first
     assert service.search("SLT", 2) == service.search("SLT", 2) and len(service.search("SLT", 2)) == 2
     assert service.answer("Hva krevde KS om SLT?", where={"kind": "konsultasjonsmøte"}).found
-    assert not service.answer("Hva krevde KS om SLT?", where={"kind": "fylkesting"}).found
+    assert not service.answer("Hva krevde KS om SLT?", where={"before": "2020-01-01"}).found
+    with pytest.raises(FilterError, match="fylkesting"):
+        service.answer("Hva krevde KS om SLT?", where={"kind": "fylkesting"})
 
 
 def test_remembered_results_are_bounded_in_entries_and_bytes() -> None:

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from assistant.evaluation import Question, load_questions, load_split
-from assistant.ranking import DECLINE_FEATURES, Decline, Ranker, load_models
-from assistant.tuning import Case, ceiling, choose_ranker, fit_decline, reachable, tune
+from assistant.ranking import DECLINE_FEATURES, READ_FEATURES, Decline, Ranker, load_models
+from assistant.tuning import Case, ReadCase, ceiling, choose_ranker, fit_decline, reachable, tune
+from assistant.tuning import fit_reading as tune_reading
 
 from .conftest import ROOT
 
@@ -107,7 +108,8 @@ class _Recorder:
     def run(self, query, k=5, history=(), ranker=None):
         self.asked.append(query)
         hit = SimpleNamespace(sentence=0.8, lexical=0.1)
-        return SimpleNamespace(hits=[hit], background=0.7, coverage=0.5, query=query)
+        stored = SimpleNamespace(lexical=SimpleNamespace(missing=lambda question: []))
+        return SimpleNamespace(hits=[hit], background=0.7, coverage=0.5, query=query, stored=stored)
 
 
 def test_tuning_reads_only_the_tune_half():
@@ -137,3 +139,20 @@ def test_shipped_models_were_fitted_on_the_tune_half():
 
 def _ids_hash(questions: list[Question]) -> str:
     return hashlib.sha256("\n".join(sorted(q.id for q in questions)).encode()).hexdigest()
+
+
+def _read_case(probability: list[float], score: list[float], right: int, expected: bool = True) -> ReadCase:
+    q = Question("q", ["x"] if expected else [], source="a.txt")
+    features = {name: 0.5 for name in READ_FEATURES} | {"reader": float(np.log(max(probability) / (1 - max(probability))))}
+    return ReadCase(q, np.array(probability), np.array(score), np.arange(len(score)) == right, features)
+
+
+def test_the_reader_is_used_only_when_it_ranks_better_than_the_retriever():
+    rng = np.random.default_rng(0)
+    wrong_first = [_read_case([0.1, 0.9, 0.2, 0.1], [0.9, 0.8, 0.7, 0.6], right=1) for _ in range(30)]
+    already_first = [_read_case(list(rng.uniform(0.05, 0.95, 4)), [0.9, 0.8, 0.7, 0.6], right=0) for _ in range(30)]
+    out = [_read_case([0.02, 0.03, 0.01, 0.02], [0.8, 0.7, 0.6, 0.5], right=-1, expected=False) for _ in range(10)]
+    reading, cv = tune_reading(wrong_first + out, report=lambda _: None)
+    assert reading is not None and cv["used"] and reading.weight < 1e4  # it puts the right passage first
+    reading, cv = tune_reading(already_first + out, report=lambda _: None)
+    assert reading is None and not cv["used"]  # noise beside a retriever that is already right: not worth a pass
