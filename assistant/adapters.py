@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -44,11 +43,11 @@ def ensure_merged(cache_dir: Path, base: Path, adapter: Path = RETRIEVER) -> Pat
 
 
 def _merge_in(work: Path, base: Path, adapter: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "assistant.adapters", str(base), str(adapter), str(work)], cwd=work, capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"merging the retriever adapter failed:\n{done.stderr.strip()[-2000:]}")
+    from .convert import in_child
+
+    failed = in_child("assistant.adapters", [str(base), str(adapter), str(work)], work)
+    if failed is not None:
+        raise RuntimeError(f"merging the retriever adapter failed:\n{failed}")
 
 
 def merge(base: Path, adapter: Path, folder: Path) -> None:

@@ -14,10 +14,11 @@ import json
 import os
 import shutil
 import struct
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -307,6 +308,14 @@ def build_once(dest: Path, marker: str, make: Callable[[Path], None], note: str 
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return dest
+
+
+def in_child(module: str, args: Sequence[str], work: Path) -> str | None:
+    """Run ``python -m module args`` in ``work``: PyTorch, peft and a conversion's memory stay out of this
+    process, and any temporary file the child writes stays in its work folder. None when it succeeded,
+    else the end of what it printed on stderr."""
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=work, capture_output=True, text=True)
+    return None if done.returncode == 0 else done.stderr.strip()[-2000:]
 
 
 def _write_json(path: Path, data: object) -> None:

@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import subprocess
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -202,14 +201,11 @@ def _export_in(work: Path, model: str, cache_dir: Path, source: str, precision: 
     Keeps PyTorch and the export's memory out of the serving process, and any
     temporary file a converter writes to its working folder out of the user's.
     """
-    done = subprocess.run(
-        [sys.executable, "-m", "assistant.embedding", model, str(cache_dir.resolve()), source, str(work), precision],
-        cwd=work,
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        raise ModelError(f"Exporting the {precision} model to ONNX failed:\n{done.stderr.strip()[-2000:]}")
+    from .convert import in_child
+
+    failed = in_child("assistant.embedding", [model, str(cache_dir.resolve()), source, str(work), precision], work)
+    if failed is not None:
+        raise ModelError(f"Exporting the {precision} model to ONNX failed:\n{failed}")
 
 
 def _source_key(source: str) -> str:

@@ -20,7 +20,6 @@ import functools
 import hashlib
 import json
 import logging
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -146,11 +145,11 @@ def ensure_exported(cache_dir: Path, adapter: Path) -> Path:
 
 def _export_in(work: Path, base: Path, adapter: Path) -> None:
     """In a child process, so PyTorch and peft never load into the serving process."""
-    done = subprocess.run(
-        [sys.executable, "-m", "assistant.reader", str(base), str(adapter), str(work)], cwd=work, capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"exporting the reader failed:\n{done.stderr.strip()[-2000:]}")
+    from .convert import in_child
+
+    failed = in_child("assistant.reader", [str(base), str(adapter), str(work)], work)
+    if failed is not None:
+        raise RuntimeError(f"exporting the reader failed:\n{failed}")
 
 
 def export(base: Path, adapter: Path, folder: Path) -> None:

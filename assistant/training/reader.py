@@ -22,12 +22,13 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..reader import PairEncoder, passage_text, question_text
+from .frozen import FrozenStates, Progress, additive
 from .mining import Mined
 
 READER_CONFIG = "reader.json"
@@ -167,58 +168,18 @@ def adapt(encoder, config: ReaderConfig, adapter: Path | None = None, trainable:
     return model, head
 
 
-class Frozen:
-    """The output of the frozen lower layers for every pair, kept as float16, one row per token."""
-
-    def __init__(self, encoder, pairs: PairEncoder, config: ReaderConfig, texts: Sequence[tuple[str, str]], batch: int = 64) -> None:
-        import torch
-        from tqdm.auto import tqdm
-
-        ids = [row[row_mask == 1] for text in texts for row, row_mask in zip(*pairs.encode([text[0]], [text[1]]))]
-        self.lengths = np.array([len(i) for i in ids], np.int64)
-        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
-        self.states = torch.empty((int(self.offsets[-1]), encoder.config.hidden_size), dtype=torch.float16)
-        below = config.layers - config.trained
-        order = np.argsort(self.lengths, kind="stable")
-        with torch.inference_mode():
-            for start in tqdm(range(0, len(order), batch), desc="frozen layers", unit="batch", mininterval=10):
-                rows = order[start : start + batch]
-                width = int(self.lengths[rows].max())
-                input_ids = torch.full((len(rows), width), pairs.pad_id, dtype=torch.long)
-                mask = torch.zeros((len(rows), width), dtype=torch.long)
-                for j, row in enumerate(rows):
-                    input_ids[j, : self.lengths[row]] = torch.tensor(ids[row])
-                    mask[j, : self.lengths[row]] = 1
-                hidden = encoder.embeddings(input_ids=input_ids)
-                additive = _additive(mask)
-                for layer in encoder.encoder.layer[:below]:
-                    hidden = layer(hidden, additive)
-                for j, row in enumerate(rows):
-                    self.states[self.offsets[row] : self.offsets[row + 1]] = hidden[j, : self.lengths[row]].half()
-
-    def batch(self, rows: Sequence[int]):
-        import torch
-
-        width = int(self.lengths[list(rows)].max())
-        hidden = torch.zeros((len(rows), width, self.states.shape[1]), dtype=torch.float32)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for j, row in enumerate(rows):
-            n = int(self.lengths[row])
-            hidden[j, :n] = self.states[self.offsets[row] : self.offsets[row] + n].float()
-            mask[j, :n] = 1
-        return hidden, mask
-
-
-def _additive(mask):
-    return (1.0 - mask[:, None, None, :].float()) * -1e9
+def frozen_pairs(encoder, pairs: PairEncoder, config: ReaderConfig, texts: Sequence[tuple[str, str]], batch: int = 64) -> FrozenStates:
+    """The frozen lower layers' output for every (question, sentence) pair."""
+    ids = [row[row_mask == 1] for text in texts for row, row_mask in zip(*pairs.encode([text[0]], [text[1]]))]
+    return FrozenStates(encoder, ids, config.layers - config.trained, pairs.pad_id, batch)
 
 
 def top_logits(model, head, config: ReaderConfig, hidden, mask, dropout=None):
     """The adapted top layers over the frozen states, then the head on the first token."""
-    additive = _additive(mask)
+    attend = additive(mask)
     layers = model.base_model.model.encoder.layer
     for layer in layers[config.layers - config.trained :]:
-        hidden = layer(hidden, additive)
+        hidden = layer(hidden, attend)
     summary = pooled(hidden, mask, config.pooling)
     if dropout is not None:
         summary = dropout(summary)
@@ -226,12 +187,6 @@ def top_logits(model, head, config: ReaderConfig, hidden, mask, dropout=None):
 
 
 # ---- training -------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Progress:
-    epoch: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
 
 
 def train(
@@ -259,8 +214,8 @@ def train(
     training = all_pairs(train_set)
     validation = all_pairs(valid_set, depth)
     log(f"{len(training.texts)} training pairs, {len(validation.texts)} validation pairs")
-    frozen_train = Frozen(encoder, pairs, config, training.texts)
-    frozen_valid = Frozen(encoder, pairs, config, validation.texts)
+    frozen_train = frozen_pairs(encoder, pairs, config, training.texts)
+    frozen_valid = frozen_pairs(encoder, pairs, config, validation.texts)
     model, head = adapt(encoder, config, checkpoint if resumed else None)
     dropout = torch.nn.Dropout(0.1)
     lora = [p for p in model.parameters() if p.requires_grad]
@@ -338,7 +293,7 @@ def save(model, head, config: ReaderConfig, folder: Path) -> None:
     (folder / READER_CONFIG).write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
 
 
-def probabilities(model, head, config: ReaderConfig, frozen: Frozen, pairs: Pairs, mined: Sequence[Mined], batch: int = 128):
+def probabilities(model, head, config: ReaderConfig, frozen: FrozenStates, pairs: Pairs, mined: Sequence[Mined], batch: int = 128):
     """Per question, per candidate, per sentence: the reader's probability that it answers."""
     import torch
 

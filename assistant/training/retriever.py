@@ -17,12 +17,13 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..chunking import Chunk
+from .frozen import FrozenStates, Progress, additive
 from .mining import Mined
 
 CONFIG_FILE = "retriever.json"
@@ -83,56 +84,20 @@ def triples(mined: Sequence[Mined], chunks: Sequence[Chunk], config: RetrieverCo
     return out
 
 
-class FrozenTexts:
-    """The frozen lower layers' output for every text, float16, one row per token."""
-
-    def __init__(self, encoder, tokenizer, config: RetrieverConfig, texts: Sequence[str], batch: int = 32) -> None:
-        import torch
-        from tqdm.auto import tqdm
-
-        ids = tokenizer(list(texts), truncation=True, max_length=config.max_length)["input_ids"]
-        self.lengths = np.array([len(i) for i in ids], np.int64)
-        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
-        self.states = torch.empty((int(self.offsets[-1]), encoder.config.hidden_size), dtype=torch.float16)
-        below = encoder.config.num_hidden_layers - config.trained
-        order = np.argsort(self.lengths, kind="stable")
-        with torch.inference_mode():
-            for start in tqdm(range(0, len(order), batch), desc="frozen layers", unit="batch", mininterval=10):
-                rows = order[start : start + batch]
-                width = int(self.lengths[rows].max())
-                input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-                mask = torch.zeros((len(rows), width), dtype=torch.long)
-                for j, row in enumerate(rows):
-                    input_ids[j, : self.lengths[row]] = torch.tensor(ids[row])
-                    mask[j, : self.lengths[row]] = 1
-                hidden = encoder.embeddings(input_ids=input_ids)
-                additive = (1.0 - mask[:, None, None, :].float()) * -1e9
-                for layer in encoder.encoder.layer[:below]:
-                    hidden = layer(hidden, additive)
-                for j, row in enumerate(rows):
-                    self.states[self.offsets[row] : self.offsets[row + 1]] = hidden[j, : self.lengths[row]].half()
-
-    def batch(self, rows: Sequence[int]):
-        import torch
-
-        width = int(self.lengths[list(rows)].max())
-        hidden = torch.zeros((len(rows), width, self.states.shape[1]), dtype=torch.float32)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for j, row in enumerate(rows):
-            n = int(self.lengths[row])
-            hidden[j, :n] = self.states[self.offsets[row] : self.offsets[row] + n].float()
-            mask[j, :n] = 1
-        return hidden, mask
+def frozen_texts(encoder, tokenizer, config: RetrieverConfig, texts: Sequence[str], batch: int = 32) -> FrozenStates:
+    """The frozen lower layers' output for every text."""
+    ids = tokenizer(list(texts), truncation=True, max_length=config.max_length)["input_ids"]
+    return FrozenStates(encoder, ids, encoder.config.num_hidden_layers - config.trained, tokenizer.pad_token_id, batch)
 
 
 def embed(model, config: RetrieverConfig, hidden, mask):
     """The adapted top layers, mean pooling over the tokens, unit length: what sentence-transformers computes."""
     import torch
 
-    additive = (1.0 - mask[:, None, None, :].float()) * -1e9
+    attend = additive(mask)
     layers = model.base_model.model.encoder.layer
     for layer in layers[len(layers) - config.trained :]:
-        hidden = layer(hidden, additive)
+        hidden = layer(hidden, attend)
     weights = mask.unsqueeze(-1).float()
     pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
     return torch.nn.functional.normalize(pooled, dim=-1)
@@ -160,12 +125,6 @@ def load(base: Path, config: RetrieverConfig, adapter: Path | None = None, train
     return encoder, get_peft_model(encoder, lora), tokenizer
 
 
-@dataclass
-class Progress:
-    epoch: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-
-
 def train(
     base: Path,
     train_set: Triples,
@@ -187,8 +146,8 @@ def train(
     state_file = checkpoint / "state.pt"
     resumed = state_file.exists()
     encoder, model, tokenizer = load(base, config, checkpoint if resumed else None)
-    frozen = FrozenTexts(encoder, tokenizer, config, train_set.texts)
-    frozen_valid = FrozenTexts(encoder, tokenizer, config, [*valid[0], *valid[1]]) if valid else None
+    frozen = frozen_texts(encoder, tokenizer, config, train_set.texts)
+    frozen_valid = frozen_texts(encoder, tokenizer, config, [*valid[0], *valid[1]]) if valid else None
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     progress = Progress()
@@ -239,7 +198,7 @@ def train(
     return {"history": progress.history}
 
 
-def validate(model, config: RetrieverConfig, frozen: FrozenTexts, valid) -> dict[str, float]:
+def validate(model, config: RetrieverConfig, frozen: FrozenStates, valid) -> dict[str, float]:
     import torch
 
     questions, passages, right = valid
