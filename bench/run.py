@@ -4,7 +4,7 @@ Prints a table and writes bench/results.json (git-ignored; the path is printed).
 Every corpus is generated from the bundled text, so a fresh clone needs only
 `make install`. The machine is small and shared: figures are medians with p95
 beside them, and the embedding speeds are ratios measured in one run, with
-plain PyTorch and the product's fp32 and int8 paths taking turns block by
+plain PyTorch and the product's q4 and fp32 paths taking turns block by
 block so that all see the same load.
 """
 
@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 import load  # noqa: E402  (bench/load.py, beside this file)
 import peers  # noqa: E402
+import query_embedding  # noqa: E402
 from assistant import embedding, store  # noqa: E402
 from assistant.answer import answer  # noqa: E402
 from assistant.backends.local import LocalGeneration  # noqa: E402
@@ -196,7 +197,7 @@ def cold_start(work: Path, repeats: int) -> dict[str, object]:
         result[precision] = {"bundled_build_s": round(seconds, 2), "bundled_build_peak_rss_mb": rss,
                              "ask_first_answer_s": _median([a[0] for a in asks]),
                              "ask_peak_rss_mb": max(a[1] for a in asks)}
-    app = [_app_start(work / "bundled-fp32") for _ in range(repeats)]
+    app = [_app_start(work / "bundled-q4") for _ in range(repeats)]
     result["app_accepting_s"] = _median([a["accepting_s"] for a in app])
     result["app_first_answer_s"] = _median([a["first_answer_s"] for a in app])
     result["app_peak_rss_mb"] = max(a["peak_rss_mb"] for a in app)
@@ -257,7 +258,7 @@ def _ask_app(url: str, question: str) -> str:
 
 
 def throughput(settings: Settings, n: int, block: int) -> tuple[dict[str, object], np.ndarray]:
-    """Passages per second of both product paths (ONNX Runtime fp32 and int8) and plain PyTorch ``encode``.
+    """Passages per second of both product paths (ONNX Runtime q4 and fp32) and plain PyTorch ``encode``.
 
     The three take turns per block, in a rotating order, so each sees the same load.
     """
@@ -298,7 +299,7 @@ def variants(settings: Settings, n: int, block: int) -> list[dict[str, object]]:
     texts = [settings.passage_prefix + t for t in passages(n, seed=2)]
     plain = embedding.load_model(settings.model, settings.cache_dir)
     fp32 = embedding.load_onnx(settings.model, settings.cache_dir, "fp32")
-    int8 = embedding.load_onnx(settings.model, settings.cache_dir, "int8")
+    q4 = embedding.load_onnx(settings.model, settings.cache_dir, "q4")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch_int8 = torch.ao.quantization.quantize_dynamic(
@@ -309,9 +310,9 @@ def variants(settings: Settings, n: int, block: int) -> list[dict[str, object]]:
         "fp32 encode, batch 8": lambda b: plain.encode(b, batch_size=8),
         "fp32 encode, 1 thread": lambda b: _threads(1, lambda: plain.encode(b)),
         "torch int8 dynamic (per channel)": torch_int8.encode,
-        "onnxruntime fp32, batch 8 (default)": fp32.encode,
-        "onnxruntime int8, batch 32": lambda b: int8.encode(b, batch_size=32),
-        "onnxruntime int8, batch 8 (int8)": int8.encode,
+        "onnxruntime fp32, batch 8": fp32.encode,
+        "onnxruntime q4, batch 32": lambda b: q4.encode(b, batch_size=32),
+        "onnxruntime q4, batch 8 (default)": q4.encode,
     }
     reference = [plain.encode(texts[a : a + block], normalize_embeddings=True) for a in range(0, n, block)]
     rows = []
@@ -532,8 +533,8 @@ def table(results: dict[str, object]) -> str:
         f"precision: {results['precision']}; ONNX exports {results['onnx_exports']}",
         "",
         "cold start (median of %d)                   seconds   peak RSS MB" % c["repeats"],
-        f"  ask: process start -> answer (fp32)      {c['fp32']['ask_first_answer_s']:>7}   {c['fp32']['ask_peak_rss_mb']:>8}",
-        f"  ask: process start -> answer (int8)      {c['int8']['ask_first_answer_s']:>7}   {c['int8']['ask_peak_rss_mb']:>8}",
+        *(f"  ask: process start -> answer ({p:<4})      {c[p]['ask_first_answer_s']:>7}   {c[p]['ask_peak_rss_mb']:>8}"
+          for p in embedding.PRECISIONS),
         f"  app: process start -> accepting          {c['app_accepting_s']:>7}",
         f"  app: process start -> 1st answer         {c['app_first_answer_s']:>7}   {c['app_peak_rss_mb']:>8}",
         "",
@@ -548,6 +549,7 @@ def table(results: dict[str, object]) -> str:
         "embedding variants (ratio to plain fp32, same texts, taking turns)",
     ]
     lines += [f"  {v['variant']:<36} {v['ratio_to_fp32']:>5}x  cosine min {v['cosine_min']}" for v in results["variants"]]
+    lines += ["", *query_embedding.table(results["query_embedding"])]
     lines += ["", "query latency p50/p95 ms     passages  dense index           answer e2e    embed  hybrid search"
                   "  lexical    flat       IVF  recall@10 IVF (rescored)"]
     for p in results["scale"] + ([results["million"]] if "million" in results else []):
@@ -590,7 +592,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _step("cold start")
         results["cold_start"] = cold_start(work, repeats=1 if args.quick else 3)
         _step(f"load: {load.CLIENTS} concurrent clients, /api/answer and /chat")
-        results["load"] = load.run(work / "bundled-fp32", rounds=1 if args.quick else 3, seconds=3 if args.quick else 5)
+        results["load"] = load.run(work / "bundled-q4", rounds=1 if args.quick else 3, seconds=3 if args.quick else 5)
+        _step("query embedding: q4, fp32, q4 with int8 activations, int8")
+        results["query_embedding"] = query_embedding.run(settings, questions(), work, rounds=1 if args.quick else 3)
         _step("embedding throughput")
         results["throughput"], basis = throughput(settings, n=200 if args.quick else 2000, block=100 if args.quick else 200)
         results["variants"] = variants(settings, n=64 if args.quick else 400, block=32 if args.quick else 100)

@@ -27,28 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..reader import PairEncoder, passage_text, question_text
+from ..reader import CONFIG_FILE, HEAD_FILE, PairEncoder, ReaderConfig, adapt, load_encoder, passage_text, pooled, question_text
 from .frozen import FrozenStates, Progress, additive
 from .mining import Mined
 
-READER_CONFIG = "reader.json"
-HEAD_FILE = "head.safetensors"
-LORA_TARGETS = ["query", "key", "value", "dense"]
-
-
-@dataclass(frozen=True)
-class ReaderConfig:
-    """How the reader is built and fed; stored with the weights, so inference builds the same thing."""
-
-    layers: int = 6
-    trained: int = 2  # the top layers that get adapters; the ones below are frozen and cached
-    pooling: str = "cls"  # "cls": the first token's state; "mean": the mean of all tokens' (as e5 itself pools)
-    max_length: int = 96
-    question_tokens: int = 40  # the question is cut first, so the sentence keeps its room
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.1
-    base_fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,56 +98,6 @@ def sample(pairs: Pairs, settings: TrainSettings, rng: random.Random) -> list[tu
 
 
 # ---- the model ---------------------------------------------------------------------------------------
-
-
-def load_encoder(base: str | Path, config: ReaderConfig):  # -> (encoder truncated to config.layers, pair encoder)
-    import torch
-    from transformers import AutoModel
-
-    encoder = AutoModel.from_pretrained(str(base), add_pooling_layer=False, dtype=torch.float32, attn_implementation="eager")
-    encoder.encoder.layer = encoder.encoder.layer[: config.layers]
-    encoder.config.num_hidden_layers = config.layers
-    encoder.requires_grad_(False)
-    return encoder, PairEncoder(Path(base) / "tokenizer.json", config.max_length, config.question_tokens)
-
-
-def pooled(states, mask, pooling: str):
-    if pooling == "mean":
-        weights = mask.unsqueeze(-1).to(states.dtype)
-        return (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-    return states[:, 0]
-
-
-def one_pass_logits(encoder, head, input_ids, attention_mask, pooling: str = "cls"):
-    """The whole reader in one pass over the pairs: what is exported."""
-    states = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    return head(pooled(states, attention_mask, pooling)).squeeze(-1)
-
-
-def adapt(encoder, config: ReaderConfig, adapter: Path | None = None, trainable: bool = True):
-    """LoRA on the top ``trained`` layers (fresh, or read from ``adapter``) and the head."""
-    import torch
-    from peft import LoraConfig, PeftModel, get_peft_model
-
-    first = config.layers - config.trained
-    if adapter is None:
-        lora = LoraConfig(
-            r=config.lora_rank,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules=LORA_TARGETS,
-            layers_to_transform=list(range(first, config.layers)),
-            bias="none",
-        )
-        model = get_peft_model(encoder, lora)
-    else:
-        model = PeftModel.from_pretrained(encoder, str(adapter), is_trainable=trainable)
-    head = torch.nn.Linear(encoder.config.hidden_size, 1)
-    if adapter is not None:
-        from safetensors.torch import load_file
-
-        head.load_state_dict(load_file(str(adapter / HEAD_FILE)))
-    return model, head
 
 
 def frozen_pairs(encoder, pairs: PairEncoder, config: ReaderConfig, texts: Sequence[tuple[str, str]], batch: int = 64) -> FrozenStates:
@@ -290,7 +222,7 @@ def save(model, head, config: ReaderConfig, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(folder))
     save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(folder / HEAD_FILE))
-    (folder / READER_CONFIG).write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
+    (folder / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
 
 
 def probabilities(model, head, config: ReaderConfig, frozen: FrozenStates, pairs: Pairs, mined: Sequence[Mined], batch: int = 128):
