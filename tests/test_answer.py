@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from assistant import answer
-from assistant.answer import Answer, Citation, escape, render_markdown
-from assistant.lexical import looks_norwegian
+from assistant.answering.answer import Answer, Citation, escape, render_markdown
+from assistant.ingest.lexical import looks_norwegian
 
 SLT_SENTENCE = "KS foreslår at vi sammen utarbeider en tiltaksplan for å styrke SLT-samarbeidet."
 
@@ -140,7 +140,7 @@ import dataclasses  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from assistant.answer import (  # noqa: E402
+from assistant.answering.answer import (  # noqa: E402
     LIST_MARGIN,
     ONE_ANSWER_MARGIN,
     RELATED_MARGIN,
@@ -151,8 +151,8 @@ from assistant.answer import (  # noqa: E402
     dedupe,
     question_language,
 )
-from assistant.render import TEXTS  # noqa: E402
-from assistant.retrieval import Hit, Search  # noqa: E402
+from assistant.answering.render import TEXTS  # noqa: E402
+from assistant.search.retrieval import Hit, Search  # noqa: E402
 
 from .fakes import BY, KS, MEETINGS, NEVER, TEXTS as MEETING_TEXTS, WordEmbedder, word_index, word_retriever  # noqa: E402
 
@@ -391,7 +391,7 @@ def test_an_extract_cut_from_a_long_quote_is_marked_and_still_names_its_speaker(
 def test_shared_question_words_do_not_outweigh_a_clearly_closer_sentence():
     from types import SimpleNamespace
 
-    from assistant.bm25 import LexicalIndex
+    from assistant.storage.bm25 import LexicalIndex
 
     text = "Barnevernet og kostnadene ble nevnt. Utgiftene til omsorg for barn steg kraftig."
     sentences = np.array([[0.30, 0.0], [0.33, 0.0]], np.float32)  # the second is closer in meaning
@@ -422,7 +422,7 @@ def test_a_list_comes_whole_only_when_the_question_asks_for_a_list(lists):
 
 def test_the_decline_decision_is_made_on_the_questions_evidence(meetings):
     """A decline model that asks for a margin over off-topic text answers on-topic questions only."""
-    from assistant.ranking import Decline, Models
+    from assistant.search.ranking import Decline, Models
 
     from .fakes import RANKER
 
@@ -446,7 +446,7 @@ def test_notes_for_a_long_filtered_question_are_joined(meetings):
 
 def test_a_named_meeting_narrows_a_list_but_not_a_single_answer(meetings):
     """Without a meeting preference in the ranking, only a question for several things drops the other meetings."""
-    from assistant.ranking import Models
+    from assistant.search.ranking import Models
 
     from .fakes import ALWAYS
 
@@ -505,7 +505,7 @@ def test_a_question_for_several_things_shows_extracts_twice_as_far_below_the_bes
 
 
 def test_a_list_question_naming_a_meeting_drops_an_equally_close_extract_from_another(tmp_path):
-    from assistant.ranking import Models
+    from assistant.search.ranking import Models
 
     from .fakes import ALWAYS
 
@@ -564,7 +564,7 @@ def test_the_highlight_prefers_the_sentence_with_the_kind_of_answer_asked_for():
 
     import numpy as np
 
-    from assistant.answer import KIND_REACH, asked_kind, best_sentence
+    from assistant.answering.answer import KIND_REACH, asked_kind, best_sentence
 
     text = ("Formannskapet drøftet fergekaien på Storholmen. Anlegget skal stå ferdig høsten 2026. "
             "Det koster 37,5 millioner kroner. Saken ble lagt fram av Kari Holm.")
@@ -598,7 +598,7 @@ def test_a_follow_up_on_an_index_without_passages_answers_nothing(tmp_path):
 
 
 def _reading(**changes):
-    from assistant.ranking import Decline, Reading
+    from assistant.search.ranking import Decline, Reading
 
     return Reading(**{"depth": 6, "sentences": 3, "weight": 0.0, "decline": Decline(weights={"reader": 1.0}, bias=0.0),
                       "show": 0.5, "margin": 1.0, **changes})
@@ -637,8 +637,8 @@ def test_a_weight_on_the_retrievers_score_keeps_its_order_when_the_reader_is_uns
 def test_without_a_trained_reader_the_product_answers_with_the_ranking_alone(tmp_path, caplog):
     import logging
 
-    from assistant.adapters import has_retriever
-    from assistant.reader import load_reader
+    from assistant.models.adapters import has_retriever
+    from assistant.models.reader import load_reader
     from assistant.settings import Settings
 
     with caplog.at_level(logging.WARNING):

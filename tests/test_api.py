@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from assistant.auth import TOKENS_ENV, Credentials, Throttle
+from assistant.serving.auth import TOKENS_ENV, Credentials, Throttle
 from assistant.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -36,7 +36,7 @@ class Running:
 @pytest.fixture(scope="module")
 def server(ui_settings: Settings, free_port: int) -> Iterator[Running]:
     from assistant import build_index
-    from assistant.server import create_app, running
+    from assistant.serving.server import create_app, running
 
     build_index(ui_settings)
     settings = ui_settings.replace(port=free_port)

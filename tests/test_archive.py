@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.archive import UnsafeArchive, ZipLimits, check_zip
-from assistant.sources import SourceError, SourceFile, read_document
+from assistant.ingest.archive import UnsafeArchive, ZipLimits, check_zip
+from assistant.ingest.sources import SourceError, SourceFile, read_document
 from tests.hostile import (
     BODY_END,
     BODY_START,

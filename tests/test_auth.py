@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from assistant.auth import (
+from assistant.serving.auth import (
     TOKENS_ENV,
     USER_KEY,
     AuthError,
@@ -25,7 +25,7 @@ from assistant.auth import (
     read_users,
     verify_password,
 )
-from assistant.login import COOKIE, Sessions
+from assistant.serving.login import COOKIE, Sessions
 
 TOKEN = "test-token-0123456789abcdef"
 

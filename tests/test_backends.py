@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from qdrant_client.models import FieldCondition, Filter, Range
 
-from assistant.backends import open_backend
-from assistant.backends.local import LocalBackend
-from assistant.bm25 import LexicalIndex
-from assistant.backends import qdrant as qdrant_backend
-from assistant.backends.qdrant import passage_ids
-from assistant.filters import Where
+from assistant.storage.backends import open_backend
+from assistant.storage.backends.local import LocalBackend
+from assistant.storage.bm25 import LexicalIndex
+from assistant.storage.backends import qdrant as qdrant_backend
+from assistant.storage.backends.qdrant import passage_ids
+from assistant.storage.filters import Where
 from assistant.settings import Settings
-from assistant.store import StoreError, save_index
+from assistant.storage.store import StoreError, save_index
 from tests.test_store import DIM, clustered, corpus, manifest
 
 MEETINGS = {
@@ -156,7 +156,7 @@ def test_vectors_are_stored_as_given(tmp_path):
 
 
 def test_cli_on_qdrant_without_an_index_or_with_bad_numbers(tmp_path, capsys):
-    from assistant.cli import main
+    from assistant.serving.cli import main
 
     flags = ["--backend", "qdrant", "--index", str(tmp_path), "--qdrant-path", str(tmp_path / "q")]
     assert main(["ask", "Hva krevde KS om SLT?", *flags]) == 2

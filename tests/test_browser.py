@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from assistant.settings import Settings
-from assistant.ui import OFFLINE_ENV
+from assistant.serving.ui import OFFLINE_ENV
 
 from .conftest import CHROMIUM
 

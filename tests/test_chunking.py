@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.chunking import Chunk, chunk_document, sentence_spans, split_sentences
-from assistant.sources import Document, read_document, scan_sources
+from assistant.ingest.chunking import Chunk, chunk_document, sentence_spans, split_sentences
+from assistant.ingest.sources import Document, read_document, scan_sources
 
 CORPUS = Path(__file__).resolve().parent.parent / "assistant" / "data" / "corpus"
 LEAD_IN = "I møtet pekte KS på flere konkrete utfordringer og mulige tiltak:"
@@ -351,8 +351,8 @@ def test_corpus_quote_sentences() -> None:
 
 
 def test_bare_photo_credit_is_not_a_chunk():
-    from assistant.chunking import chunk_document
-    from assistant.sources import Document
+    from assistant.ingest.chunking import chunk_document
+    from assistant.ingest.sources import Document
 
     doc = Document("a.txt", "Første avsnitt om saken.\n\nFoto: KS\n\nGunn Marit Helgesen skrøt av regjeringen. Foto: KS", "x")
     texts = [c.text for c in chunk_document(doc)]
@@ -361,8 +361,8 @@ def test_bare_photo_credit_is_not_a_chunk():
 
 
 def test_pronoun_attribution_continues_the_last_named_speaker():
-    from assistant.chunking import chunk_document
-    from assistant.sources import Document
+    from assistant.ingest.chunking import chunk_document
+    from assistant.ingest.sources import Document
 
     text = "– Dette er alvorlig, sa Lae Solberg fra storbynettverket.\n\nStyrke politiet\n\n– Politiet må styrkes, fulgte han opp."
     chunks = chunk_document(Document("a.txt", text, "x"))

@@ -148,7 +148,7 @@ def test_ask_filters_and_meeting_fields(built):
 
 
 def test_hash_password_prints_a_users_file_line(tmp_path):
-    from assistant.auth import read_users, verify_password
+    from assistant.serving.auth import read_users, verify_password
 
     out = subprocess.run(
         [sys.executable, "-m", "assistant", "hash-password", "anna"], input="hemmelig\n", capture_output=True, text=True

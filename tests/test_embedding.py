@@ -8,9 +8,13 @@ import warnings
 import numpy as np
 import pytest
 
-from assistant import Retriever, answer, build_index, embedding
-from assistant.embedding import Embedder, ModelError
-from assistant.evaluation import evaluate, load_questions
+from assistant import Retriever, build_index
+
+from assistant import answer
+
+from assistant.models import embedding
+from assistant.models.embedding import Embedder, ModelError
+from assistant.quality.evaluation import evaluate, load_questions
 from assistant.settings import BUNDLED_BASE, BUNDLED_MODEL, Settings
 
 from .conftest import DEV_SET

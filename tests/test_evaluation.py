@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from assistant.evaluation import Question, Split, bootstrap, load_questions, load_split, rank_of_answer
-from assistant.retrieval import Hit
+from assistant.quality.evaluation import Question, Split, bootstrap, load_questions, load_split, rank_of_answer
+from assistant.search.retrieval import Hit
 
 
 def _hit(text: str, source: str = "a.txt") -> Hit:

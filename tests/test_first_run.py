@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from assistant.sources import BUNDLED_CORPUS, SEEDED, seed_bundled
+from assistant.ingest.sources import BUNDLED_CORPUS, SEEDED, seed_bundled
 from tests.conftest import ROOT
 
 

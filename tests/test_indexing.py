@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from assistant import Retriever, Settings, build_index
-from assistant.indexing import index_status
+from assistant.storage.indexing import index_status
 
 pytestmark = pytest.mark.slow
 
@@ -156,7 +156,7 @@ def test_concurrent_builds_end_with_a_valid_index(workspace):
 
 
 def test_changing_only_a_sidecar_reembeds_nothing_and_relabels(workspace):
-    from assistant.store import read_manifest
+    from assistant.storage.store import read_manifest
 
     source = "ks-konsultasjonsmote-2024-04-26.txt"
     sidecar = workspace.sources / "ks-konsultasjonsmote-2024-04-26.meta.yaml"
@@ -175,7 +175,8 @@ def test_changing_only_a_sidecar_reembeds_nothing_and_relabels(workspace):
 
 
 def test_a_removed_document_waits_in_the_trash_and_comes_back(workspace):
-    from assistant import documents
+    from assistant.serving import documents
+    from assistant.serving.service import Service
 
     _add_files(workspace)
     build_index(workspace)
@@ -184,18 +185,18 @@ def test_a_removed_document_waits_in_the_trash_and_comes_back(workspace):
     assert not (workspace.sources / "sfo.txt").exists()
     report = build_index(workspace)
     assert report.files_removed == 1 and report.chunks_embedded == 0
-    listed = documents.inventory(workspace)
+    listed = documents.inventory(workspace, Service(workspace).sources())
     assert "sfo.txt" not in {d.source for d in listed.documents} and listed.trash == ["sfo.txt"]
     assert not listed.skipped  # the trash is not reported as a skipped folder
     assert documents.restore(workspace, "sfo.txt") == "sfo.txt"
     back = build_index(workspace)
     assert (back.files_added, back.chunks_embedded) == (1, 1)  # its one passage is embedded again
-    restored = documents.inventory(workspace)
+    restored = documents.inventory(workspace, Service(workspace).sources())
     assert "sfo.txt" in {d.source for d in restored.documents} and restored.trash == []
 
 
 def test_removing_twice_keeps_both_versions_and_restoring_never_overwrites(workspace):
-    from assistant import documents
+    from assistant.serving import documents
 
     (workspace.sources / "a.txt").write_text("Første utgave.", encoding="utf-8")
     documents.remove(workspace, "a.txt")
@@ -233,7 +234,7 @@ def test_a_text_that_occurs_many_times_in_a_build_is_embedded_once() -> None:
     """A file of "Ja. Ja. Ja. …" has half a million sentences and one text to embed."""
     import numpy as np
 
-    from assistant.indexing import _embed
+    from assistant.storage.indexing import _embed
 
     class Counting:
         dim = 2

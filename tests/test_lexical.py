@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.bm25 import MATRIX_FILE, VOCAB_FILE, LexicalIndex
-from assistant.lexical import (
+from assistant.storage.bm25 import MATRIX_FILE, VOCAB_FILE, LexicalIndex
+from assistant.ingest.lexical import (
     analyze,
     is_dictionary_word,
     looks_norwegian,
@@ -100,7 +100,7 @@ def test_words_longer_than_any_norwegian_word_are_not_terms() -> None:
     ],
 )
 def test_compounds_split_into_dictionary_words(word: str, parts: list[str]) -> None:
-    from assistant.lexical import is_lemma
+    from assistant.ingest.lexical import is_lemma
 
     assert split_compound(word, is_lemma) == parts
 
@@ -289,7 +289,7 @@ def test_search_returns_the_k_best_of_many() -> None:
 
 def test_the_vocabulary_as_json_weighs_questions_as_its_index_and_refuses_other_formats() -> None:
     """The Qdrant backend keeps only the vocabulary: read back from JSON it must weigh a question exactly as the index."""
-    from assistant.bm25 import Vocabulary
+    from assistant.storage.bm25 import Vocabulary
 
     texts = [*DISTRACTORS, "Rammetilskuddet økte.", "Skjønnstilskudd ble fordelt.", "Tilskudd til skolene."]
     index = LexicalIndex.build(texts, compound_weight=0.3, max_expansions=1)

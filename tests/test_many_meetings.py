@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from assistant import answer
-from assistant.answer import asks_for_several
-from assistant.filters import FilterError
-from assistant.render import escape
+from assistant.answering.answer import asks_for_several
+from assistant.storage.filters import FilterError
+from assistant.answering.render import escape
 
 pytestmark = pytest.mark.slow
 

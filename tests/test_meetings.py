@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from assistant.meetings import Meeting, describe, place_names, reference
-from assistant.retrieval import FilterError, Where
+from assistant.ingest.meetings import Meeting, describe, place_names, reference
+from assistant.search.retrieval import FilterError, Where
 
 TODAY = date(2026, 11, 27)
 PLACES = {"Bergvik", "Vestfjord", "Fjordvik"}

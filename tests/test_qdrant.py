@@ -17,11 +17,13 @@ from datetime import date
 
 import pytest
 
-from assistant import Retriever, Settings, answer, build_index
-from assistant.backends import open_backend
-from assistant.backends.migrate import migrate
-from assistant.evaluation import load_questions, load_split, rank_of_answer
-from assistant.filters import FilterError
+from assistant import Retriever, Settings, build_index
+
+from assistant import answer
+from assistant.storage.backends import open_backend
+from assistant.storage.backends.migrate import migrate
+from assistant.quality.evaluation import load_questions, load_split, rank_of_answer
+from assistant.storage.filters import FilterError
 from tests.conftest import BANK, CORPUS, DEV_SET
 
 pytestmark = pytest.mark.slow
@@ -233,7 +235,7 @@ def test_alias_switch_while_a_search_is_in_flight(dev_qdrant):
 
 
 def test_migrate_then_ask_on_qdrant(built, target, tmp_path, capsys):
-    from assistant.cli import main
+    from assistant.serving.cli import main
 
     flags = ["--backend", "qdrant", "--qdrant-collection", f"{target['qdrant_collection']}-cli"]
     flags += ["--qdrant-url", target["qdrant_url"]] if target["qdrant_url"] else ["--qdrant-path", target["qdrant_path"]]
@@ -248,7 +250,7 @@ def test_the_page_and_the_api_answer_on_qdrant(dev_qdrant, free_port):
     import httpx
     from gradio_client import Client
 
-    from assistant.server import create_app, running
+    from assistant.serving.server import create_app, running
     from tests.test_ui import SLT_CITATION, SLT_EXTRACT, ask, plain
 
     settings = dev_qdrant.replace(port=free_port)

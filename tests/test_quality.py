@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.evaluation import Report, evaluate, load_questions, load_split
+from assistant.quality.evaluation import Report, evaluate, load_questions, load_split
 
 from .conftest import BANK, DEV_SET, HELDOUT, ROOT
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from assistant import quantize
+from assistant.models import quantize
 
 
 def q4_matrix(rows: int, cols: int, seed: int, axis: int) -> np.ndarray:

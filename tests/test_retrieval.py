@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from assistant import Retriever, StoreError
-from assistant.ranking import Ranker
-from assistant.retrieval import extract_window, followup_weight
+from assistant.search.ranking import Ranker
+from assistant.search.retrieval import extract_window, followup_weight
 
 SLT = "tiltaksplan for å styrke SLT-samarbeidet"
 
@@ -50,8 +50,8 @@ def test_extract_is_the_best_sentence_with_its_neighbours_and_stays_short(retrie
 def test_an_extract_that_ends_before_the_attribution_still_names_the_speaker():
     import numpy as np
 
-    from assistant.chunking import Chunk
-    from assistant.retrieval import _hit
+    from assistant.ingest.chunking import Chunk
+    from assistant.search.retrieval import _hit
 
     text = " ".join(["– Første setning er ganske lang og handler om barnevernet i kommunene."] * 6 + ["Slutt, sa Helgesen."])
     chunk = Chunk(text, "a.txt", 3, 3, speaker="sa Helgesen", sentence_lines=((3, 3),) * 7)
@@ -154,10 +154,10 @@ from datetime import date  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from assistant.chunking import sentence_spans  # noqa: E402
-from assistant.lexical import looks_norwegian  # noqa: E402
-from assistant.meetings import Meeting, Reference  # noqa: E402
-from assistant.retrieval import TURN_CHARS, FilterError, Where, named_sources  # noqa: E402
+from assistant.ingest.chunking import sentence_spans  # noqa: E402
+from assistant.ingest.lexical import looks_norwegian  # noqa: E402
+from assistant.ingest.meetings import Meeting, Reference  # noqa: E402
+from assistant.search.retrieval import TURN_CHARS, FilterError, Where, named_sources  # noqa: E402
 
 from .fakes import BACKGROUND, BY, KS, MEETINGS, NEVER, RANKER, TEXTS, WordEmbedder, embed, word_index, word_retriever  # noqa: E402
 
@@ -408,8 +408,8 @@ def test_load_refuses_another_model_before_loading_it(words):
 
 
 def test_the_extract_names_the_lines_of_its_own_sentences():
-    from assistant.chunking import Chunk
-    from assistant.retrieval import _hit
+    from assistant.ingest.chunking import Chunk
+    from assistant.search.retrieval import _hit
 
     sentence = "Dette er en setning som er lang nok til at bare noen få får plass i et utdrag på fire hundre tegn."
     text = " ".join([sentence] * 8)
@@ -472,7 +472,7 @@ def test_load_opens_an_index_with_the_weights_that_built_it_and_refuses_others(w
             super().__init__()
             self.fingerprint = WordEmbedder.fingerprint if settings.model == "words" else f"{settings.model}-weights"
 
-    monkeypatch.setattr("assistant.retrieval.Embedder", NamedWordEmbedder)
+    monkeypatch.setattr("assistant.search.retrieval.Embedder", NamedWordEmbedder)
     r = Retriever.load(words)
     assert BARNEVERN in r.search("Hva krevde KS om barnevernet?", k=1)[0].text
     assert r.refresh() is False  # it watches the index it loaded

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from assistant.sandbox import Failure, Limits, Refusal, run_limited
+from assistant.ingest.sandbox import Failure, Limits, Refusal, run_limited
 
 
 def test_a_result_and_the_childs_own_figures_come_back() -> None:

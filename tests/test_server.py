@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from assistant.auth import Credentials
-from assistant.server import exposure_warning
+from assistant.serving.auth import Credentials
+from assistant.serving.server import exposure_warning
 
 
 def test_exposure_warning_only_for_open_hosts_without_auth() -> None:

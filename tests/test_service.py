@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.filters import FilterError
-from assistant.service import Service
+from assistant.storage.filters import FilterError
+from assistant.serving.service import Service
 from assistant.settings import Settings
 
 
@@ -32,7 +32,7 @@ def test_answers_are_remembered_per_question_and_options(built: Settings) -> Non
 
 
 def test_remembered_results_are_bounded_in_entries_and_bytes() -> None:
-    from assistant.service import Remembered
+    from assistant.serving.service import Remembered
 
     memory: Remembered[str] = Remembered(len, entries=3, max_bytes=10_000)
     for n in range(5):

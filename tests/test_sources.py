@@ -7,9 +7,9 @@ from pathlib import Path
 import docx
 import pytest
 
-from assistant.chunking import chunk_document
-from assistant.formats import MAX_HTML_ELEMENTS, decode_text
-from assistant.sources import Document, SourceError, SourceFile, read_document, scan_sources
+from assistant.ingest.chunking import chunk_document
+from assistant.ingest.formats import MAX_HTML_ELEMENTS, decode_text
+from assistant.ingest.sources import Document, SourceError, SourceFile, read_document, scan_sources
 from tests.hostile import pdf_file
 
 
@@ -292,7 +292,7 @@ def test_scanned_subfolder_file_reads_with_relative_source(tree: Path) -> None:
 
 
 def test_front_matter_describes_the_meeting_and_is_not_indexed(tmp_path: Path) -> None:
-    from assistant.chunking import chunk_document
+    from assistant.ingest.chunking import chunk_document
 
     text = "---\ntitle: Bergvik kommunestyre\ndate: 2025-02-06\nkind: kommunestyre\n---\n# Protokoll\n\nSak 1/25 ble vedtatt.\n"
     path = tmp_path / "protokoll.md"
@@ -360,7 +360,7 @@ SHOW = b"BT /F1 12 Tf 72 720 Td (Hei) Tj ET\n"  # five operators
 
 
 def test_a_pdf_with_too_many_pages_is_refused_before_any_page_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    from assistant import formats
+    from assistant.ingest import formats
 
     monkeypatch.setattr(formats, "MAX_PDF_PAGES", 3)
     with pytest.raises(SourceError, match="more than 3 pages"):
@@ -370,7 +370,7 @@ def test_a_pdf_with_too_many_pages_is_refused_before_any_page_is_read(monkeypatc
 
 def test_inflated_content_is_bounded_for_the_whole_file(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each page is under the budget, together they are not: the file is refused at the page that passes it."""
-    from assistant import formats
+    from assistant.ingest import formats
 
     monkeypatch.setattr(formats, "MAX_PDF_CONTENT_BYTES", 1_000_000)
     page = SHOW + b"%" + b"x" * 400_000 + b"\n"
@@ -380,7 +380,7 @@ def test_inflated_content_is_bounded_for_the_whole_file(monkeypatch: pytest.Monk
 
 
 def test_drawing_operators_and_time_are_bounded_for_the_whole_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    from assistant import formats
+    from assistant.ingest import formats
 
     monkeypatch.setattr(formats, "MAX_PDF_OPERATORS", 1_000)
     assert formats.pdf_text(_inflating_pdf([SHOW * 150]))  # 750 operators
@@ -393,7 +393,7 @@ def test_drawing_operators_and_time_are_bounded_for_the_whole_file(monkeypatch: 
 
 def test_a_structured_file_is_parsed_once_for_its_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An upload is checked, then built: the second read of the same bytes uses the first one's result."""
-    from assistant import sources
+    from assistant.ingest import sources
 
     calls = []
     real = sources.run_limited
@@ -413,7 +413,7 @@ def test_a_structured_file_is_parsed_once_for_its_content(tmp_path: Path, monkey
 
 
 def test_one_page_whose_content_is_too_large_is_refused_before_it_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
-    from assistant import formats
+    from assistant.ingest import formats
 
     monkeypatch.setattr(formats, "MAX_PDF_PAGE_BYTES", 100_000)
     with pytest.raises(SourceError, match="a page's content inflates to more than 0.1 MB"):

@@ -9,10 +9,10 @@ import faiss
 import numpy as np
 import pytest
 
-from assistant import store
-from assistant.chunking import Chunk
-from assistant.bm25 import LexicalIndex
-from assistant.store import FIX, Manifest, StoreError, WriteError, build_lock, load_index, make_dense_index, save_index
+from assistant.storage import store
+from assistant.ingest.chunking import Chunk
+from assistant.storage.bm25 import LexicalIndex
+from assistant.storage.store import FIX, Manifest, StoreError, WriteError, build_lock, load_index, make_dense_index, save_index
 from tests.hostile import fill_disk
 
 DIM = 32
@@ -189,8 +189,8 @@ def test_build_lock_on_a_full_disk_is_one_clear_error(tiny_disk):
 
 
 def test_list_members_map_each_item_and_the_lead_in_to_the_items():
-    from assistant.chunking import chunk_document
-    from assistant.sources import Document
+    from assistant.ingest.chunking import chunk_document
+    from assistant.ingest.sources import Document
 
     text = "Innledning.\n\nKS ba staten om:\n• Mer penger.\n• Færre krav.\n\nEt avsnitt.\n• Løst punkt.\n• Enda ett.\n"
     chunks = chunk_document(Document("ks.txt", text, "x"))

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.evaluation import load_questions, load_split
-from assistant.sources import read_document, scan_sources
+from assistant.quality.evaluation import load_questions, load_split
+from assistant.ingest.sources import read_document, scan_sources
 from tests.conftest import CORPUS, ROOT
 
 TRAINING = ROOT / "training"

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from assistant.evaluation import Question, load_questions, load_split
-from assistant.ranking import DECLINE_FEATURES, READ_FEATURES, Decline, Ranker, load_models
-from assistant.tuning import Case, ReadCase, ceiling, choose_ranker, fit_decline, reachable, tune
-from assistant.tuning import fit_reading as tune_reading
+from assistant.quality.evaluation import Question, load_questions, load_split
+from assistant.search.ranking import DECLINE_FEATURES, READ_FEATURES, Decline, Ranker, load_models
+from assistant.quality.tuning import Case, ReadCase, ceiling, choose_ranker, fit_decline, reachable, tune
+from assistant.quality.tuning import fit_reading as tune_reading
 
 from .conftest import ROOT
 
@@ -93,7 +93,7 @@ class _Recorder:
         self.models = SimpleNamespace(ranker=Ranker())
 
     def named_meeting(self, stored, query, history=()):
-        from assistant.meetings import Reference
+        from assistant.ingest.meetings import Reference
 
         self.asked.append(query)
         return Reference()

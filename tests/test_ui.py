@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from assistant.settings import Settings
-from assistant.library import Refused, safe_name, save_uploads
-from assistant.ui import NO_DISK_SPACE, user_questions
+from assistant.serving.library import Refused, safe_name, save_uploads
+from assistant.serving.ui import NO_DISK_SPACE, user_questions
 from tests.conftest import small_disk
 from tests.hostile import fill_disk, zip_bomb_docx
 
@@ -137,7 +137,7 @@ def test_user_questions_accepts_strings_and_messages() -> None:
 @pytest.fixture(scope="module")
 def app_url(ui_settings: Settings, free_port: int):
     from assistant import build_index
-    from assistant.server import create_app, running
+    from assistant.serving.server import create_app, running
 
     build_index(ui_settings)
     settings = ui_settings.replace(port=free_port)
@@ -238,7 +238,7 @@ def test_the_page_on_a_full_disk_says_so_and_keeps_answering(built, tmp_path: Pa
     saved but cannot be indexed; neither leaves a temporary file, and the old index still answers."""
     from gradio_client import Client, handle_file
 
-    from assistant.server import create_app, running
+    from assistant.serving.server import create_app, running
 
     big, small = tmp_path / "stor.md", tmp_path / "notat.md"
     big.write_text("# Stor\n\n" + "Kommunestyret vedtok budsjettet. " * 10_000, encoding="utf-8")
@@ -292,8 +292,8 @@ def test_the_upload_route_never_reads_a_file_the_client_names(app_url: str, ui_s
 def token_only_url(ui_settings: Settings):
     """The page open, tokens on: chatting needs nothing, changing the texts needs a token."""
     from assistant import build_index
-    from assistant.auth import TOKENS_ENV, Credentials
-    from assistant.server import create_app, running
+    from assistant.serving.auth import TOKENS_ENV, Credentials
+    from assistant.serving.server import create_app, running
 
     build_index(ui_settings)
     with socket.socket() as sock:

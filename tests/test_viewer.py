@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from assistant.answer import Citation
-from assistant.sources import Document
-from assistant.viewer import render_document
+from assistant.answering.answer import Citation
+from assistant.ingest.sources import Document
+from assistant.serving.viewer import render_document
 
 
 def test_viewer_escapes_every_character_and_marks_the_cited_lines() -> None:

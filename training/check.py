@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
-from assistant.sources import read_document, scan_sources  # noqa: E402
+from assistant.ingest.sources import read_document, scan_sources  # noqa: E402
 
 LANGS = {"no", "nn", "en"}
 
