@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from run import CHILD, ENV, _peak_mb  # noqa: E402  (bench/run.py)
+from common import CHILD, ENV, peak_mb  # noqa: E402  (bench/common.py)
 from tests.conftest import CORPUS  # noqa: E402
 from tests.hostile import (  # noqa: E402
     BODY_END,
@@ -45,7 +45,7 @@ READ = (
     "import atexit, sys, time\n"
     "atexit.register(lambda: print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')), file=sys.stderr))\n"
     "from pathlib import Path\n"
-    "from assistant.sources import SourceError, SourceFile, read_document\n"
+    "from assistant.ingest.sources import SourceError, SourceFile, read_document\n"
     "import bs4, docx, lxml.html, pypdf, charset_normalizer, defusedxml.ElementTree\n"
     "path = Path(sys.argv[1])\n"
     "start = time.perf_counter()\n"
@@ -147,7 +147,7 @@ def run(args: Sequence[str]) -> tuple[float, float, int, str, str]:
     """Wall seconds, peak RSS in MB, exit code, stdout and stderr of one child Python process."""
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", *args], cwd=ROOT, env={**os.environ, **ENV}, capture_output=True, text=True)
-    return time.perf_counter() - start, _peak_mb(proc.stderr), proc.returncode, proc.stdout, proc.stderr
+    return time.perf_counter() - start, peak_mb(proc.stderr), proc.returncode, proc.stdout, proc.stderr
 
 
 def read_alone(path: Path) -> dict[str, object]:

@@ -19,10 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from assistant.answer import answer  # noqa: E402
-from assistant.evaluation import evaluate, load_questions, load_split, prepare_corpus  # noqa: E402
-from assistant.indexing import build_index  # noqa: E402
-from assistant.retrieval import Retriever  # noqa: E402
+from assistant.answering.answer import answer  # noqa: E402
+from assistant.quality.evaluation import evaluate, load_questions, load_split, prepare_corpus  # noqa: E402
+from assistant.storage.indexing import build_index  # noqa: E402
+from assistant.search.retrieval import Retriever  # noqa: E402
 from assistant.settings import Settings  # noqa: E402
 
 BANK = ROOT / "tests" / "eval"

@@ -25,15 +25,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from assistant import embedding, store  # noqa: E402
-from assistant.backends import open_backend  # noqa: E402
-from assistant.backends.local import LocalBackend  # noqa: E402
-from assistant.backends.qdrant import passage_ids  # noqa: E402
-from assistant.bm25 import LexicalIndex  # noqa: E402
-from assistant.chunking import Chunk  # noqa: E402
-from assistant.retrieval import Retriever  # noqa: E402
+from assistant.models import embedding  # noqa: E402
+
+from assistant.storage import store  # noqa: E402
+from assistant.storage.backends import open_backend  # noqa: E402
+from assistant.storage.backends.local import LocalBackend  # noqa: E402
+from assistant.storage.backends.qdrant import passage_ids  # noqa: E402
+from assistant.storage.bm25 import LexicalIndex  # noqa: E402
+from assistant.ingest.chunking import Chunk  # noqa: E402
+from assistant.search.retrieval import Retriever  # noqa: E402
 from assistant.settings import Settings  # noqa: E402
-from run import CachedQueries, _sentence_arrays, latency, machine, passages, questions, synthetic_vectors  # noqa: E402  (bench/run.py, beside this file)
+from common import latency, machine, passages, questions  # noqa: E402  (bench/common.py, beside this file)
+from scale import CachedQueries, sentence_arrays, synthetic_vectors  # noqa: E402  (bench/scale.py)
 
 TIMED = 12  # local mode filters point by point in Python: seconds a question at 10k, so fewer are timed
 NOT_REPRESENTATIVE = "Qdrant LOCAL MODE (in-process numpy, no HNSW, no payload indexes): not representative of a Qdrant server"
@@ -50,7 +53,7 @@ def corpus(n: int, embedder: embedding.Embedder, settings: Settings):
     started = time.perf_counter()
     lexical = LexicalIndex.build(texts)
     lexical_s = time.perf_counter() - started
-    arrays = _sentence_arrays(texts, vectors, embedder, rng)
+    arrays = sentence_arrays(texts, vectors, embedder, rng)
     sources = {s: {"sha256": s, "meeting": {}} for s in dict.fromkeys(c.source for c in chunks)}
     manifest = store.Manifest(model=settings.model, model_fingerprint=embedder.fingerprint, dim=embedder.dim,
                               chunker={}, sources=sources)

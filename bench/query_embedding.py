@@ -11,16 +11,14 @@ and its vectors' cosine to fp32.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from assistant import embedding
+from assistant.models import embedding, quantize
 from assistant.settings import Settings
 
 
@@ -32,21 +30,10 @@ def int8_export(fp32: Path, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("tokenizer.json", "meta.json"):
         shutil.copyfile(fp32 / name, dest / name)
-    with _quiet():
+    with quantize.quiet(""):  # the root logger, which quantize_dynamic advises on
         quantize_dynamic(fp32 / "model.onnx", dest / "model.onnx", per_channel=True, weight_type=QuantType.QInt8,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return dest
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
 
 
 def run(settings: Settings, questions: Sequence[str], work: Path, rounds: int = 3) -> dict[str, object]:
