@@ -5,8 +5,9 @@ LangChain's default question answering over documents is a
 same sentence-transformers folder the product exports, run in PyTorch as
 LangChain runs it) and a ``FAISS`` vector store (``IndexFlatL2``), asked with
 ``similarity_search(question, k=4)``. It is built here from the same passages
-and the same vectors as the product's index at that size, so both search the
-same corpus; only the question is embedded live, by each in its own way.
+(under 1000 characters, so the splitter leaves each whole) and the same vectors
+as the product's index at that size, so both search the same corpus; only the
+question is embedded live, by each in its own way.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import numpy as np
 
 def langchain_search(model_path: str, texts: Sequence[str], vectors: np.ndarray) -> Callable[[str], object]:
     """``similarity_search`` of a LangChain FAISS store over ``texts`` with their ``vectors``."""
+    import torch
     from langchain_community.vectorstores import FAISS
     from langchain_huggingface import HuggingFaceEmbeddings
 
-    embeddings = HuggingFaceEmbeddings(model_name=model_path, model_kwargs={"device": "cpu"})
+    # fp32, as the product's reference: the folder stores fp16, which PyTorch would otherwise run slowly on a CPU
+    embeddings = HuggingFaceEmbeddings(model_name=model_path, model_kwargs={"device": "cpu", "model_kwargs": {"dtype": torch.float32}})
     store = FAISS.from_embeddings(list(zip(texts, vectors.tolist())), embeddings)
     return lambda question: store.similarity_search(question, k=4)
 
