@@ -38,7 +38,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 PRECISIONS = ("q4", "fp32")
 EXPORT_VERSION = 4  # bump when the exported folder changes, so caches are rebuilt
-MIN_COSINE = {"q4": 0.999, "fp32": 0.9999}  # an export that strays further from PyTorch is refused
+MIN_COSINE = {"q4": 0.999, "fp32": 0.9999}  # an export that strays further is refused (q4 leaves room for bench's level 4: 0.9993)
 ONNX_BATCH = 8  # measured on 2 cores: length-sorted batches of 8 beat 16, 32 and 64
 PROBES = (
     "KS møtte fredag 26. april kommunal- og distriktsminister Erling Sande.",
