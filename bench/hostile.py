@@ -55,7 +55,7 @@ READ = (
     "except SourceError as exc:\n"
     "    outcome = str(exc).replace(path.name + ': ', '', 1)\n"
     "seconds = time.perf_counter() - start\n"
-    "from assistant import sandbox; import resource\n"
+    "from assistant.ingest import sandbox; import resource\n"
     "sandbox.shutdown()  # the parsing children were waited for by the helper, the helper by us\n"
     "print(f'{seconds:.3f}')\n"
     "print(outcome)\n"
