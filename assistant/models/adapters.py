@@ -36,20 +36,14 @@ def has_retriever(adapter: Path = RETRIEVER) -> bool:
 
 def ensure_merged(cache_dir: Path, base: Path, adapter: Path = RETRIEVER) -> Path:
     """The base folder with the adapter merged into its weights, made once."""
-    from .convert import build_once
+    from .convert import build_once, in_child
 
     base, adapter = base.resolve(), adapter.resolve()
     dest = cache_dir / f"{base.name}-retriever-{fingerprint(adapter)}"
     note = "Merging the retriever trained here into the bundled model (once, about 15 s)"
-    return build_once(dest, "modules.json", lambda work: _merge_in(work, base, adapter), note)
-
-
-def _merge_in(work: Path, base: Path, adapter: Path) -> None:
-    from .convert import in_child
-
-    failed = in_child(__name__, [str(base), str(adapter), str(work)], work)
-    if failed is not None:
-        raise RuntimeError(f"merging the retriever adapter failed:\n{failed}")
+    # In a child process: PyTorch and peft never load into the serving process.
+    args = [str(base), str(adapter)]
+    return build_once(dest, "modules.json", lambda work: in_child(__name__, [*args, str(work)], work, "merging the retriever adapter"), note)
 
 
 def beside(encoder, adapter: Path):  # -> peft.PeftModel

@@ -310,12 +310,13 @@ def build_once(dest: Path, marker: str, make: Callable[[Path], None], note: str 
     return dest
 
 
-def in_child(module: str, args: Sequence[str], work: Path) -> str | None:
+def in_child(module: str, args: Sequence[str], work: Path, what: str, error: type[Exception] = RuntimeError) -> None:
     """Run ``python -m module args`` in ``work``: PyTorch, peft and a conversion's memory stay out of this
-    process, and any temporary file the child writes stays in its work folder. None when it succeeded,
-    else the end of what it printed on stderr."""
+    process, and any temporary file the child writes stays in its work folder. When it fails, ``error``
+    says ``what`` failed, with the end of what the child printed on stderr."""
     done = subprocess.run([sys.executable, "-m", module, *args], cwd=work, capture_output=True, text=True)
-    return None if done.returncode == 0 else done.stderr.strip()[-2000:]
+    if done.returncode != 0:
+        raise error(f"{what} failed:\n{done.stderr.strip()[-2000:]}")
 
 
 def _write_json(path: Path, data: object) -> None:

@@ -196,30 +196,19 @@ def ensure_exported(model: str, cache_dir: Path, precision: str, accuracy_level:
     (not merged in, which would make its layers no longer 4-bit blocks). Another ``accuracy_level``
     than the product's is for `make bench`.
     """
-    from .adapters import RETRIEVER, has_retriever
-    from .convert import build_once, ensure_converted
+    from .adapters import RETRIEVER, fingerprint, has_retriever
+    from .convert import build_once, ensure_converted, in_child
 
     adapter = model == BUNDLED_MODEL and precision == "q4" and has_retriever()
     source = str(ensure_converted(cache_dir)) if adapter else resolve_model(model, cache_dir)
-    key = _source_key(source) + (f"-{_source_key(str(RETRIEVER))}" if adapter else "")
+    key = _source_key(source) + (f"-{fingerprint(RETRIEVER)}" if adapter else "")
     level = f"-a{accuracy_level}" if precision == "q4" else ""
     dest = cache_dir / f"{precision}{level}-v{EXPORT_VERSION}-{key}"
     note = f"Exporting the model to ONNX Runtime, {precision} (once, about 40 s)"
-    child = [model, str(cache_dir.resolve()), source, precision, str(accuracy_level), str(RETRIEVER) if adapter else ""]
-    return build_once(dest, "meta.json", lambda work: _export_in(work, child), note)
-
-
-def _export_in(work: Path, child: list[str]) -> None:
-    """Export in a child process whose working folder is ``work``.
-
-    Keeps PyTorch and the export's memory out of the serving process, and any
-    temporary file a converter writes to its working folder out of the user's.
-    """
-    from .convert import in_child
-
-    failed = in_child(__name__, [*child, str(work)], work)
-    if failed is not None:
-        raise ModelError(f"Exporting the {child[3]} model to ONNX failed:\n{failed}")
+    # In a child process: PyTorch and the export's memory stay out of the serving process.
+    args = [model, str(cache_dir.resolve()), source, precision, str(accuracy_level), str(RETRIEVER) if adapter else ""]
+    what = f"Exporting the {precision} model to ONNX"
+    return build_once(dest, "meta.json", lambda work: in_child(__name__, [*args, str(work)], work, what, ModelError), note)
 
 
 def _source_key(source: str) -> str:
@@ -349,6 +338,6 @@ def _reference(model: str, cache_dir: Path, source: str, adapter: str):  # -> Se
 
 
 if __name__ == "__main__":
-    # Child of _export_in: model, cache dir, resolved source, precision, accuracy level, adapter or "", target folder.
+    # Child of ensure_exported: model, cache dir, resolved source, precision, accuracy level, adapter or "", target folder.
     _model, _cache, _source, _precision, _level, _adapter, _target = sys.argv[1:8]
     _export(_reference(_model, Path(_cache), _source, _adapter), _source, Path(_target), _precision, int(_level))

@@ -18,7 +18,6 @@ answers with the first-stage ranking alone.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import quantize
+from .adapters import fingerprint
 from ..settings import BUNDLED_BASE, BUNDLED_MODEL, DATA, Settings
 
 log = logging.getLogger(__name__)
@@ -170,14 +170,6 @@ class Reader:
         return out
 
 
-def adapter_fingerprint(adapter: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in adapter.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors")):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def load_reader(settings: Settings, adapter: Path = SHIPPED) -> Reader | None:
     """The reader for the bundled model, exported once; None (with a warning) when it cannot be had."""
     if settings.model not in (BUNDLED_MODEL, BUNDLED_BASE):
@@ -198,21 +190,14 @@ def _load(cache_dir: Path, adapter: Path, threads: int) -> Reader:
 
 
 def ensure_exported(cache_dir: Path, adapter: Path) -> Path:
-    from .convert import build_once, ensure_converted
+    from .convert import build_once, ensure_converted, in_child
 
     base, adapter = ensure_converted(cache_dir).resolve(), adapter.resolve()
-    dest = cache_dir / f"reader-v{EXPORT_VERSION}-{adapter_fingerprint(adapter)}"
+    dest = cache_dir / f"reader-v{EXPORT_VERSION}-{fingerprint(adapter)}"
     note = "Exporting the trained reader to ONNX Runtime (once, about 20 s)"
-    return build_once(dest, "meta.json", lambda work: _export_in(work, base, adapter), note)
-
-
-def _export_in(work: Path, base: Path, adapter: Path) -> None:
-    """In a child process, so PyTorch and peft never load into the serving process."""
-    from .convert import in_child
-
-    failed = in_child(__name__, [str(base), str(adapter), str(work)], work)
-    if failed is not None:
-        raise RuntimeError(f"exporting the reader failed:\n{failed}")
+    # In a child process: PyTorch and peft never load into the serving process.
+    args = [str(base), str(adapter)]
+    return build_once(dest, "meta.json", lambda work: in_child(__name__, [*args, str(work)], work, "exporting the reader"), note)
 
 
 def export(base: Path, adapter: Path, folder: Path) -> None:
@@ -259,7 +244,7 @@ def export(base: Path, adapter: Path, folder: Path) -> None:
     blocks.unlink()
     shutil.copyfile(base / "tokenizer.json", folder / "tokenizer.json")
     meta = {
-        "fingerprint": adapter_fingerprint(adapter),
+        "fingerprint": fingerprint(adapter),
         "max_length": config.max_length,
         "question_tokens": config.question_tokens,
         "layers": config.layers,
