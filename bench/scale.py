@@ -6,7 +6,6 @@ Only the vectors are synthetic: mixtures of three real passage vectors plus a li
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -15,21 +14,19 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from assistant.answering.answer import answer  # noqa: E402
-from assistant.ingest.chunking import Chunk, split_sentences  # noqa: E402
-from assistant.ingest.lexical import analyze  # noqa: E402
-from assistant.models import embedding  # noqa: E402
-from assistant.search.retrieval import CANDIDATES, Retriever  # noqa: E402
-from assistant.settings import Settings  # noqa: E402
-from assistant.storage import store  # noqa: E402
-from assistant.storage.backends.local import LocalGeneration  # noqa: E402
-from assistant.storage.bm25 import LexicalIndex, bm25_weights  # noqa: E402
-from assistant.storage.indexing import background_texts  # noqa: E402
-import peers  # noqa: E402  (bench/peers.py)
-from common import QUESTION, exact_top, latency, passages, questions, recall_at_10, run_child  # noqa: E402  (bench/common.py)
+from common import QUESTION, exact_top, latency, passages, questions, recall_at_10, run_child  # bench/common.py, which puts the project on the path
+import peers  # bench/peers.py
+from assistant.answering.answer import answer
+from assistant.ingest.chunking import Chunk, split_sentences
+from assistant.ingest.lexical import analyze
+from assistant.models import embedding
+from assistant.search.retrieval import CANDIDATES, Retriever
+from assistant.settings import Settings
+from assistant.storage import store
+from assistant.storage.backends.local import LocalGeneration
+from assistant.storage.bm25 import LexicalIndex, bm25_weights
+from assistant.storage.indexing import background_texts
 
 
 # ---- scale ----------------------------------------------------------------------------------------

@@ -12,11 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from assistant.models import embedding  # noqa: E402
-from common import QUESTION, child_env, median, peak_mb, run_child  # noqa: E402  (bench/common.py)
+from common import QUESTION, ROOT, child_env, median, peak_mb, run_child  # bench/common.py, which puts the project on the path
+from assistant.models import embedding
 
 
 # ---- cold start -----------------------------------------------------------------------------------

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from assistant.models import embedding  # noqa: E402
-from assistant.settings import Settings  # noqa: E402
-from common import passages, run_child, timed  # noqa: E402  (bench/common.py)
+from common import passages, run_child, timed  # bench/common.py, which puts the project on the path
+from assistant.models import embedding
+from assistant.settings import Settings
 
 
 # ---- embedding throughput -------------------------------------------------------------------------
